@@ -1,0 +1,61 @@
+# Matrix calculus, low rank and autodiff for ML — course repository.
+# `make lab` and `make test` work on a fresh clone: both install what they need first.
+
+PYTHON  ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+PY      := $(BIN)/python
+# nbgrader runs `alembic` by name: keep the venv's bin/ first on PATH for every recipe.
+export PATH := $(abspath $(BIN)):$(PATH)
+# The install is redone only when one of these changes.
+STAMP   := $(VENV)/.installed
+INSTALL_INPUTS := requirements.txt utils/pyproject.toml
+
+PYTEST  := $(PY) -m pytest -p no:cacheprovider
+NBVAL   := $(PYTEST) --nbval --nbval-sanitize-with lectures/nbval_sanitize.cfg --nbval-current-env
+
+.DEFAULT_GOAL := help
+.PHONY: help install lab test test-repo test-utils test-lectures lectures bench badges clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): $(INSTALL_INPUTS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e utils
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ipykernel)" >/dev/null
+	@touch $@
+
+install: $(STAMP) ## create .venv and install everything (idempotent)
+
+lab: install ## open JupyterLab on the course
+	$(BIN)/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+test: install test-repo test-utils test-lectures ## run every test suite
+
+test-repo: install ## repo-level tests (environment pins, layout, notebooks' hygiene)
+	$(PYTEST) tests
+
+test-utils: install ## the gradcheck package
+	$(PYTEST) utils/tests
+
+test-lectures: install ## re-run every lecture and compare its stored outputs (nbval, strict)
+	$(NBVAL) lectures
+
+lectures: install ## re-execute the lectures in place (refresh stored outputs)
+	$(PY) scripts/stamp_badges.py
+	$(PY) scripts/execute_notebooks.py lectures/[0-9][0-9]_*.ipynb
+
+bench: install ## benchmarks (markdown tables)
+	$(PY) benchmarks/bench_gradcheck.py
+
+clean: ## remove caches (keeps .venv)
+	find . -name __pycache__ -prune -exec rm -rf {} + ; rm -rf .pytest_cache .hypothesis
+
+badges: install ## stamp Colab badges and setup cells from course.toml
+	$(PY) scripts/stamp_badges.py
+
+# Grading targets (release, collect, autograde, feedback, grades, student-repo, test-grading).
+-include grading/grading.mk

@@ -1,0 +1,74 @@
+"""Hygiene of every notebook a student sees: lectures (stored with outputs) and releases."""
+import json
+import re
+
+import pytest
+
+import stamp_badges
+from course import ROOT, colab_url, lecture_notebooks, read_nb, release_notebooks, source_notebooks
+
+LECTURES = lecture_notebooks()
+STUDENT_FACING = LECTURES + release_notebooks()
+ABSOLUTE_PATH = re.compile(r"(?<![\w.])(/work/|/root/|/home/\w+|/tmp/(?!ipykernel_)|[A-Z]:\\\\Users)")
+
+
+def ids(paths):
+    return [p.relative_to(ROOT).as_posix() for p in paths]
+
+
+def src(cell):
+    s = cell["source"]
+    return "".join(s) if isinstance(s, list) else s
+
+
+def test_there_are_six_lectures():
+    assert len(LECTURES) == 6, [p.name for p in LECTURES]
+
+
+@pytest.mark.parametrize("path", STUDENT_FACING, ids=ids(STUDENT_FACING))
+def test_badge_points_at_own_path_and_setup_cell_present(path):
+    nb = read_nb(path)
+    first, second = nb["cells"][0], nb["cells"][1]
+    assert stamp_badges.BADGE_TAG in first["metadata"].get("tags", []), "first cell must be the Colab badge"
+    assert f"]({colab_url(path)})" in src(first), f"badge must point at {colab_url(path)}"
+    assert (ROOT / colab_url(path).split("/blob/", 1)[1].split("/", 1)[1]).exists()
+    assert stamp_badges.SETUP_TAG in second["metadata"].get("tags", []), "second cell must be the setup cell"
+    assert src(second) == stamp_badges.setup_source(), "setup cell is stale: run `make badges`"
+
+
+def test_stamps_are_current():
+    stale = [p for p in LECTURES + source_notebooks()
+             if stamp_badges.main(["--check", str(p)]) != 0]
+    assert not stale, f"run `make badges`: {stale}"
+
+
+@pytest.mark.parametrize("path", STUDENT_FACING, ids=ids(STUDENT_FACING))
+def test_kernel_size_and_paths(path):
+    nb = read_nb(path)
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    assert path.stat().st_size < 2_000_000, f"{path.name} is {path.stat().st_size} bytes"
+    text = json.dumps([c["source"] for c in nb["cells"]] + [c.get("outputs", []) for c in nb["cells"]])
+    hit = ABSOLUTE_PATH.search(text)
+    assert hit is None, f"absolute path {hit.group(0)!r} in {path.name}"
+
+
+@pytest.mark.parametrize("path", LECTURES, ids=ids(LECTURES))
+def test_lecture_executed_in_order_without_errors(path):
+    nb = read_nb(path)
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    counts = [c["execution_count"] for c in code]
+    assert counts == list(range(1, len(code) + 1)), f"execution counts {counts}: run `make lectures`"
+    for k, cell in enumerate(code, 1):
+        for out in cell["outputs"]:
+            assert out["output_type"] != "error", f"code cell {k} stored an error"
+            assert out.get("name") != "stderr", f"code cell {k} wrote to stderr: {''.join(out['text'])[:200]}"
+
+
+@pytest.mark.parametrize("path", LECTURES, ids=ids(LECTURES))
+def test_lecture_has_the_required_parts(path):
+    nb = read_nb(path)
+    md = "\n".join(src(c) for c in nb["cells"] if c["cell_type"] == "markdown").lower()
+    for part in ("learning goals", "summary", "exercises", "references"):
+        assert part in md, f"{path.name} has no '{part}' section"
+    assert any(o.get("data", {}).get("image/png") for c in nb["cells"] if c["cell_type"] == "code"
+               for o in c["outputs"]), f"{path.name} has no figure"

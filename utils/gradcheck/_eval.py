@@ -1,0 +1,141 @@
+"""Evaluate the user's function at points of a flat vector, counting evaluations.
+
+The evaluator rebuilds ``x`` in the caller's structure (float64 by default, complex128 for the
+complex step), calls ``f`` and returns a flat vector (or a scalar), converting torch tensors.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ._tree import Spec, _as_numpy, is_tensor, spec_of, unflatten
+
+
+class ComplexUnsupported(Exception):
+    """``f`` cannot be evaluated at complex points (or silently drops the imaginary part)."""
+
+
+def _is_complex_result(y) -> bool:
+    if is_tensor(y):
+        return y.is_complex()
+    return np.iscomplexobj(y)
+
+
+class Evaluator:
+    """Call ``f`` at ``x0 + t`` for flat real or complex perturbations ``t``.
+
+    Parameters
+    ----------
+    f : callable
+        The user's function of one object shaped like ``x``.
+    spec : Spec
+        Structure of ``x``.
+    x0 : ndarray
+        The point, flattened (float64).
+    scalar : bool
+        Whether ``f`` must return a scalar (``check_gradient``) or any array / structure.
+    """
+
+    def __init__(self, f, spec: Spec, x0: np.ndarray, scalar: bool, name: str = "f"):
+        self.f, self.spec, self.x0, self.scalar, self.name = f, spec, x0, scalar, name
+        self.n_evals = 0
+        self.out_spec = None      # structure of f's output (non-scalar f)
+        self.real_dtype = np.dtype(np.float64)  # the precision f actually computes in
+
+    def _convert(self, y, complex_ok: bool):
+        if self.scalar:
+            arr = _as_numpy(y) if (is_tensor(y) or isinstance(y, np.ndarray)) else np.asarray(y)
+            if arr.dtype == object or arr.dtype.kind not in "biufc":
+                raise TypeError(f"{self.name}(x) returned {type(y).__name__}; expected a real scalar")
+            if arr.size != 1:
+                raise ValueError(f"{self.name}(x) must return a scalar, but it returned shape {arr.shape}; "
+                                 "for a vector-valued f use check_jacobian / check_vjp / check_jvp")
+            val = arr.reshape(())[()]
+            if not complex_ok and np.iscomplexobj(arr):
+                raise TypeError(f"{self.name}(x) returned a complex value at a real point")
+            return val, arr.dtype
+        if self.out_spec is None:
+            if isinstance(y, (tuple, list, dict)):
+                self.out_spec = _out_spec(y)
+            else:
+                arr = _as_numpy(y)
+                if arr.dtype == object or arr.dtype.kind not in "biufc":
+                    raise TypeError(f"{self.name}(x) returned {type(y).__name__}; expected an array")
+                self.out_spec = ("array", arr.shape, y.device if is_tensor(y) else None)
+        flat = _flatten_out(y, self.out_spec, self.name)
+        return flat, flat.dtype
+
+    def __call__(self, t=None, complex_step: bool = False):
+        """Value of f at x0 + t (t real, or complex when ``complex_step``); f(x0) is cached."""
+        if t is None and not complex_step:
+            if getattr(self, "_y0", None) is None:
+                self._y0 = self._call(None, False)
+            return self._y0
+        return self._call(t, complex_step)
+
+    def _call(self, t, complex_step):
+        v = self.x0 if t is None else self.x0 + t
+        x = unflatten(v, self.spec, dtype=np.complex128 if complex_step else np.float64)
+        self.n_evals += 1
+        if complex_step:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # a ComplexWarning means the imaginary part was dropped
+                try:
+                    y = self.f(x)
+                except Exception as exc:  # noqa: BLE001 - any failure means: no complex step
+                    raise ComplexUnsupported(str(exc)) from None
+            if not _contains_complex(y):
+                raise ComplexUnsupported(f"{self.name} returned a real value at a complex point")
+            val, _ = self._convert(y, complex_ok=True)
+            return val
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the user's own warnings are not ours to print
+            y = self.f(x)
+        val, dt = self._convert(y, complex_ok=False)
+        if dt.kind == "f" and np.finfo(dt).bits < np.finfo(self.real_dtype).bits:
+            self.real_dtype = dt  # f computes in lower precision than we hand it: noise is larger
+        return val
+
+
+def _out_spec(y):
+    try:
+        return ("tree", spec_of(y, name="f(x)", what="f(x)"))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"f(x) returned a structure that cannot be differentiated: {exc}") from None
+
+
+def _flatten_out(y, out_spec, name):
+    if out_spec[0] == "array":
+        arr = _as_numpy(y)
+        if arr.shape != out_spec[1]:
+            raise ValueError(f"{name}(x) changed its output shape from {out_spec[1]} to {arr.shape}")
+        return arr.reshape(-1)
+    spec: Spec = out_spec[1]
+    from ._tree import leaves_like
+    parts = leaves_like(y, spec, name) if not _contains_complex(y) else _complex_leaves(y, spec)
+    return np.concatenate([np.asarray(p).reshape(-1) for p in parts])
+
+
+def _contains_complex(y):
+    if isinstance(y, (tuple, list)):
+        return any(_contains_complex(o) for o in y)
+    if isinstance(y, dict):
+        return any(_contains_complex(o) for o in y.values())
+    return _is_complex_result(y)
+
+
+def _complex_leaves(y, spec):
+    from ._tree import _leaves_of
+    return [_as_numpy(o) for o in _leaves_of(y, spec.node)]
+
+
+def output_like(flat: np.ndarray, ev: Evaluator):
+    """Rebuild a flat output vector (e.g. a random cotangent w) in the structure of f(x)."""
+    if ev.out_spec[0] == "array":
+        arr = flat.reshape(ev.out_spec[1]).copy()
+        if ev.out_spec[2] is not None:
+            import torch
+            return torch.from_numpy(arr).to(ev.out_spec[2])
+        return arr
+    return unflatten(flat, ev.out_spec[1], dtype=np.float64)

@@ -1,0 +1,76 @@
+"""The outcome of a check: a verdict, a number, a diagnosis and a sentence a student can act on."""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+
+@dataclass
+class CheckResult:
+    """Result of a ``check_*`` call.
+
+    Attributes
+    ----------
+    passed : bool
+        The verdict; ``bool(result)`` is the same.
+    error : float
+        Normwise relative error ‖yours − expected‖ / ‖expected‖ (estimated from random
+        directions when the check passed, exact over all entries when it was localised).
+    tolerance : float
+        The relative tolerance the error was compared with.
+    diagnosis : str
+        A short code: ``ok``, ``sign``, ``factor``, ``transposed``, ``symmetric_part``,
+        ``wrong_shape``, ``nan``, ``few_entries``, ``not_symmetric``, ``kink``, ``mismatch``.
+    message : str
+        One or two sentences saying what is wrong and what to do.
+    worst : list of dict
+        The worst entries: ``index``, ``yours``, ``expected``, ``abs_err``, ``rel_err``.
+    n_evals : int
+        Evaluations of the function under test.
+    method : str
+        Finite-difference scheme used: ``complex``, ``richardson``, ``central``, ``forward``.
+    """
+
+    passed: bool
+    error: float
+    tolerance: float
+    diagnosis: str
+    message: str
+    worst: list = field(default_factory=list)
+    n_evals: int = 0
+    method: str = ""
+    kind: str = "gradient"
+
+    def __bool__(self) -> bool:
+        return bool(self.passed)
+
+    def __str__(self) -> str:
+        head = (f"{self.kind} check {'passed' if self.passed else 'FAILED'}: {self.message} "
+                f"[relative error {self.error:.2e}, tolerance {self.tolerance:.1e}, "
+                f"{self.n_evals} evaluations, {self.method}]")
+        if not self.worst or self.passed:
+            return head
+        rows = [f"  {'entry':<22}{'yours':>14}{'expected':>14}{'abs err':>11}"]
+        for w in self.worst:
+            rows.append(f"  {w['index']:<22}{w['yours']:>14.6g}{w['expected']:>14.6g}{w['abs_err']:>11.2e}")
+        return head + "\n  worst entries:\n" + "\n".join(rows)
+
+    def __repr__(self) -> str:
+        return (f"CheckResult(passed={self.passed}, error={self.error:.3e}, diagnosis={self.diagnosis!r}, "
+                f"n_evals={self.n_evals}, method={self.method!r})")
+
+    def _repr_html_(self) -> str:
+        ok = bool(self.passed)
+        color, bg, mark = ("#1a7f37", "#e6f4ea", "✔") if ok else ("#b42318", "#fdecea", "✘")
+        table = ""
+        if self.worst and not ok:
+            cells = "".join(
+                f"<tr><td><code>{html.escape(w['index'])}</code></td><td>{w['yours']:.6g}</td>"
+                f"<td>{w['expected']:.6g}</td><td>{w['abs_err']:.2e}</td></tr>" for w in self.worst)
+            table = ("<table style='margin-top:4px;font-size:90%'><tr><th>entry</th><th>yours</th>"
+                     f"<th>expected</th><th>abs err</th></tr>{cells}</table>")
+        return (f"<div style='border-left:4px solid {color};background:{bg};padding:6px 10px;margin:4px 0;"
+                f"font-family:sans-serif'><b style='color:{color}'>{mark} {self.kind} check "
+                f"{'passed' if ok else 'failed'}</b> — {html.escape(self.message)}"
+                f"<div style='color:#555;font-size:85%'>relative error {self.error:.2e} · tolerance "
+                f"{self.tolerance:.1e} · {self.n_evals} evaluations · {self.method}</div>{table}</div>")
