@@ -67,6 +67,7 @@ def write_nb(path: Path, nb: dict) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; notebooks are ordinary files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
