@@ -59,3 +59,6 @@ badges: install ## stamp Colab badges and setup cells from course.toml
 
 # Grading targets (release, collect, autograde, feedback, grades, student-repo, test-grading).
 -include grading/grading.mk
+
+# Browser tests, Colab / Binder checks and the static site.
+-include tests/browser/browser.mk
