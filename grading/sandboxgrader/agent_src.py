@@ -1,0 +1,143 @@
+"""Source of the small agent installed in each student kernel.
+
+It runs in the UNTRUSTED kernel: student code can replace or break it, which can only change
+or withhold the data it returns (the grader validates that data and computes every verdict).
+It serves one request per ``execute_request``: the request travels in the message metadata
+(``metadata["sg"]``), the answer is the value of the user expression ``__sg_call__()`` — a
+JSON string — so nothing the student prints can be mistaken for it.
+"""
+
+AGENT = r'''
+def __sg_install__():
+    import base64, builtins, importlib, inspect, io, json, sys, traceback
+    import numpy as np
+    ip = get_ipython()
+    ns = ip.user_ns
+    store = {}
+    counter = [0]
+
+    def torch_mod():
+        return sys.modules.get("torch")
+
+    def enc_array(a, extra=None):
+        buf = io.BytesIO()
+        np.save(buf, np.asarray(a, order="C"), allow_pickle=False)
+        node = {"t": "array", "v": base64.b64encode(buf.getvalue()).decode("ascii")}
+        if extra:
+            node.update(extra)
+        return node
+
+    def enc(o, d=0):
+        if d > 16:
+            raise TypeError("value nested too deeply")
+        if o is None:
+            return {"t": "none"}
+        if isinstance(o, (bool, np.bool_)):
+            return {"t": "bool", "v": bool(o)}
+        if isinstance(o, (int, np.integer)):
+            return {"t": "int", "v": int(o)}
+        if type(o) is float:
+            return {"t": "float", "v": repr(o)}
+        if type(o) is complex:
+            return {"t": "complex", "v": [o.real, o.imag]}
+        if isinstance(o, (np.floating, np.complexfloating)):
+            return enc_array(np.asarray(o), {"scalar": True})
+        if isinstance(o, str):
+            return {"t": "str", "v": str(o)}
+        if isinstance(o, np.ndarray) and o.dtype.kind in "biufc" and o.dtype.fields is None:
+            return enc_array(np.asarray(o))
+        t = torch_mod()
+        if t is not None and isinstance(o, t.Tensor) and not o.is_complex():
+            return enc_array(o.detach().cpu().numpy(), {"torch": True})
+        if type(o) in (tuple, list):
+            return {"t": type(o).__name__, "v": [enc(x, d + 1) for x in o]}
+        if type(o) is dict:
+            return {"t": "dict", "v": [[enc(k, d + 1), enc(v, d + 1)] for k, v in o.items()]}
+        counter[0] += 1
+        store[counter[0]] = o
+        src = ""
+        if callable(o):
+            try:
+                src = inspect.getsource(o)
+            except Exception:
+                src = ""
+        return {"t": "handle", "id": counter[0], "callable": callable(o), "type": type(o).__name__,
+                "source": src[:200000]}
+
+    def dec(n):
+        t = n["t"]
+        v = n.get("v")
+        if t == "none":
+            return None
+        if t in ("bool", "int", "str"):
+            return v
+        if t == "float":
+            return float(v)
+        if t == "complex":
+            return complex(v[0], v[1])
+        if t == "array":
+            a = np.load(io.BytesIO(base64.b64decode(v)), allow_pickle=False)
+            if n.get("scalar"):
+                a = a[()]
+            if n.get("torch"):
+                a = torch_mod().from_numpy(np.array(a)) if torch_mod() else importlib.import_module("torch").from_numpy(np.array(a))
+            return a
+        if t == "tuple":
+            return tuple(dec(x) for x in v)
+        if t == "list":
+            return [dec(x) for x in v]
+        if t == "dict":
+            return {dec(k): dec(x) for k, x in v}
+        if t == "name":
+            return ns[v]
+        if t == "handle":
+            return store[n["id"]]
+        if t == "module":
+            return importlib.import_module(v)
+        if t == "modattr":
+            return getattr(importlib.import_module(n["module"]), n["name"])
+        if t == "func":
+            g = dict(ns)
+            for name, node in n.get("env", []):
+                g[name] = dec(node)
+            if n["kind"] == "lambda":
+                return eval(compile(n["src"], "<instructor>", "eval"), g)
+            exec(compile(n["src"], "<instructor>", "exec"), g)
+            return g[n["name"]]
+        raise TypeError("unknown node " + repr(t))
+
+    def serve():
+        req = ip.kernel.get_parent()["metadata"]["sg"]
+        try:
+            op = req["op"]
+            if op == "describe":
+                if req["name"] not in ns:
+                    return json.dumps({"ok": True, "missing": True})
+                r = enc(ns[req["name"]])
+            elif op == "call":
+                target = dec(req["target"])
+                args = [dec(a) for a in req["args"]]
+                kwargs = {k: dec(a) for k, a in req["kwargs"]}
+                r = enc(target(*args, **kwargs))
+            elif op == "getattr":
+                r = enc(getattr(dec(req["target"]), req["attr"]))
+            elif op == "getitem":
+                r = enc(dec(req["target"])[dec(req["key"])])
+            elif op == "release":
+                for i in req["ids"]:
+                    store.pop(i, None)
+                r = enc(None)
+            else:
+                raise ValueError("unknown op " + repr(op))
+            return json.dumps({"ok": True, "r": r})
+        except BaseException as e:  # the student's exception travels back as data
+            tb = traceback.format_exception(type(e), e, e.__traceback__)
+            return json.dumps({"ok": False, "etype": type(e).__name__, "evalue": str(e)[:4000],
+                               "tb": "".join(tb[-6:])[-8000:]})
+
+    builtins.__sg_call__ = serve
+
+
+__sg_install__()
+del __sg_install__
+'''

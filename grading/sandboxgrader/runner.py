@@ -1,0 +1,225 @@
+"""Grade one submission: the student's answers in the sandbox, every verdict in the grader.
+
+The notebook that is run is rebuilt from the instructor's source: markdown, instructor code and
+test cells come from ``solutions/`` (so deleted, edited or re-pointed test cells are restored),
+answer cells and any cells the student added come from the submission. Cells run in order in
+the sandboxed kernel (test cells in their visible, released form — hidden tests never enter the
+student's kernel). At each test cell the grader runs the same visible tests, then the hidden
+ones, in its own process against proxies of the student's names: that trusted run decides the
+points. Where the notebook's own run and the trusted run disagree, the submission is flagged.
+"""
+from __future__ import annotations
+
+import copy
+import re
+import time
+from dataclasses import dataclass, field
+
+import nbformat
+
+from .session import CellRun, Session
+from .trusted import TrustedRunner
+
+HIDDEN = re.compile(r"^\s*###\s*BEGIN HIDDEN TESTS\s*$(.*?)^\s*###\s*END HIDDEN TESTS\s*$\n?", re.M | re.S | re.I)
+SOLUTION = re.compile(r"^([ \t]*)###\s*BEGIN SOLUTION\s*$.*?^\s*###\s*END SOLUTION\s*$", re.M | re.S | re.I)
+
+
+def nbmeta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+
+
+def is_test(cell) -> bool:
+    m = nbmeta(cell)
+    return cell["cell_type"] == "code" and bool(m.get("grade")) and not m.get("solution")
+
+
+def is_answer(cell) -> bool:
+    return bool(nbmeta(cell).get("solution"))
+
+
+def visible_part(source: str) -> str:
+    """A test cell as students see it: hidden tests removed (as nbgrader's ClearHiddenTests does)."""
+    return HIDDEN.sub("", source)
+
+
+def hidden_tail(source: str) -> str | None:
+    """When all hidden tests come after the visible ones, the hidden block alone (else None)."""
+    blocks = list(HIDDEN.finditer(source))
+    if len(blocks) == 1 and not source[blocks[0].end():].strip():
+        return blocks[0].group(1)
+    return None
+
+
+def stub_of(source: str) -> str:
+    """An answer cell as released: the solution replaced by the stub."""
+    return SOLUTION.sub(lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}raise NotImplementedError()", source)
+
+
+def src(cell) -> str:
+    s = cell.get("source", "")
+    return "".join(s) if isinstance(s, list) else s
+
+
+@dataclass
+class TestVerdict:
+    grade_id: str
+    points: float
+    passed: bool
+    score: float
+    message: str = ""
+    notebook_passed: bool | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class Result:
+    student: str
+    assignment: str
+    notebook: str
+    verdicts: list = field(default_factory=list)
+    flags: list = field(default_factory=list)
+    nb: object = None
+    seconds: float = 0.0
+    calls: int = 0
+    call_seconds: float = 0.0
+
+    @property
+    def score(self) -> float:
+        return sum(v.score for v in self.verdicts)
+
+    @property
+    def max_score(self) -> float:
+        return sum(v.points for v in self.verdicts)
+
+
+def key_of(cell):
+    """How a cell is matched between source and submission: its grade_id, else its cell id."""
+    gid = nbmeta(cell).get("grade_id")
+    return gid if gid else ("id", cell.get("id"))
+
+
+def merge(source_nb, submission_nb, flags: list):
+    """The cells to run: instructor cells from the source, answers and extra cells from the student."""
+    by_id, seen, extras = {}, set(), {None: []}
+    anchor = None
+    source_ids = [key_of(c) for c in source_nb.cells]
+    for n, cell in enumerate(submission_nb.cells):
+        gid = key_of(cell)
+        if gid in source_ids and gid not in seen:
+            seen.add(gid)
+            by_id[gid] = cell
+            anchor = gid
+        else:
+            if gid in seen and isinstance(gid, str):
+                flags.append(f"duplicate grade_id {gid!r} (a copied cell): the copy runs as an ordinary cell")
+            elif isinstance(gid, str):
+                flags.append(f"unknown grade_id {gid!r}: runs as an ordinary cell")
+            if cell["cell_type"] == "code":
+                extra = copy.deepcopy(cell)
+                extra["id"] = f"student-{n}"
+                extra.metadata.pop("nbgrader", None)
+                extra.metadata["student_cell"] = True   # student code: runs only in the sandbox
+                extras.setdefault(anchor, []).append(extra)
+    cells = list(extras[None])
+    for scell in source_nb.cells:
+        gid = key_of(scell)
+        mine = by_id.get(gid)
+        cell = copy.deepcopy(scell)
+        if is_answer(scell):
+            if mine is None:
+                flags.append(f"answer cell {gid!r} missing: restored blank")
+                cell.source = stub_of(src(scell))
+            else:
+                cell.source = src(mine)
+        elif is_test(scell):
+            if mine is None:
+                flags.append(f"test cell {gid!r} missing or its metadata stripped: restored and run")
+            elif visible_part(src(scell)).strip() != visible_part(src(mine)).strip():
+                flags.append(f"test cell {gid!r} edited: restored and run")
+            elif nbmeta(mine).get("points") != nbmeta(scell).get("points"):
+                flags.append(f"points of test cell {gid!r} changed: restored")
+        cells.append(cell)
+        cells.extend(extras.get(gid, []))
+    return cells
+
+
+def grade(session: Session, source_nb, submission_nb, *, student: str, assignment: str, notebook: str,
+          cell_timeout: float = 30, call_timeout: float = 30) -> Result:
+    """Run the submission in ``session`` (a started sandbox) and compute every verdict in-process."""
+    t0 = time.monotonic()
+    res = Result(student, assignment, notebook)
+    cells = merge(source_nb, submission_nb, res.flags)
+    trusted = TrustedRunner(session, call_timeout=call_timeout)
+    history: list[str] = []   # code that ran in the sandbox, replayed after a restart
+    count = 0
+    generation = [session.restarts]
+
+    def ensure_alive():
+        """After the kernel died or was restarted (timeouts), rebuild the student's state."""
+        if not session.kernel.alive():
+            session.restart()
+        if session.restarts != generation[0]:
+            for code in history:
+                session.run_cell(code, timeout=cell_timeout, store_history=False)
+            generation[0] = session.restarts
+
+    for cell in cells:
+        if cell["cell_type"] != "code":
+            continue
+        count += 1
+        meta = nbmeta(cell)
+        full = src(cell)
+        code = visible_part(full) if is_test(cell) else full
+        ensure_alive()
+        run: CellRun = session.run_cell(code, timeout=cell_timeout)
+        cell.outputs = [nbformat.from_dict(o) for o in run.outputs]
+        cell.execution_count = count
+        if run.status in ("ok", "error") or (run.status == "timeout" and session.restarts == generation[0]):
+            history.append(code)   # a dead or killed cell is not replayed: its state is lost
+        if run.status == "dead":
+            res.flags.append(f"kernel died in cell {count} ({meta.get('grade_id') or 'student cell'}): restarted")
+            cell.outputs.append(nbformat.v4.new_output("error", ename="DeadKernelError", evalue=run.evalue,
+                                                       traceback=[f"DeadKernelError: {run.evalue}"]))
+        elif run.status == "timeout":
+            res.flags.append(f"cell {count} ({meta.get('grade_id') or 'student cell'}) timed out after "
+                             f"{cell_timeout:.0f} s: interrupted")
+            cell.outputs.append(nbformat.v4.new_output("error", ename="TimeoutError", evalue=run.evalue,
+                                                       traceback=[f"TimeoutError: {run.evalue}"]))
+        if run.truncated:
+            res.flags.append(f"cell {count} printed too much: output truncated")
+        if not is_test(cell):
+            if not is_answer(cell) and not cell.metadata.get("student_cell"):
+                trusted.run(full, f"instructor {meta.get('grade_id', count)}")
+            continue
+        # the trusted verdict: visible tests, then hidden ones, in the grader
+        ensure_alive()
+        t1 = time.monotonic()
+        ok_visible, out_visible, err = trusted.run(code, f"test {meta['grade_id']}")
+        ok = ok_visible
+        if ok_visible and full != code:
+            tail = hidden_tail(full)
+            ensure_alive()
+            ok, _, err = trusted.run(tail if tail is not None else full, f"hidden {meta['grade_id']}")
+        points = float(meta.get("points", 0) or 0)
+        notebook_passed = run.status == "ok"
+        verdict = TestVerdict(meta["grade_id"], points, ok, points if ok else 0.0, err, notebook_passed,
+                              time.monotonic() - t1)
+        res.verdicts.append(verdict)
+        if notebook_passed != ok_visible:
+            res.flags.append(f"test {meta['grade_id']!r}: the notebook's own run {'passed' if notebook_passed else 'failed'}"
+                             f" but the trusted run {'passed' if ok_visible else 'failed'} — the trusted verdict counts"
+                             + (" (tampering suspected)" if notebook_passed else ""))
+        # what the student sees: the notebook's outputs, then the grader's verdict
+        cell.outputs = [o for o in cell.outputs if o.get("output_type") != "error"
+                        and not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+        if ok:
+            cell.outputs.append(nbformat.v4.new_output("stream", name="stdout",
+                                                       text=f"[grader] passed: {points:g} / {points:g} points\n"))
+        else:
+            ename, _, evalue = err.partition(": ")
+            cell.outputs.append(nbformat.v4.new_output("error", ename=ename or "Error", evalue=evalue[:4000],
+                                                       traceback=[f"{ename}: {evalue[:4000]}"]))
+    res.nb = nbformat.v4.new_notebook(cells=cells, metadata=copy.deepcopy(source_nb.metadata))
+    res.calls, res.call_seconds = trusted.calls, trusted.call_seconds
+    res.seconds = time.monotonic() - t0
+    return res

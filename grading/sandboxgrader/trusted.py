@@ -1,0 +1,251 @@
+"""Test cells run HERE, in the grader, against proxies of the student's names.
+
+Before a test cell runs, every global name it reads that the trusted namespace lacks is looked
+up in the student's kernel: data comes back as a validated copy, anything else (a function, an
+object) as a proxy whose calls, attribute reads and indexing are forwarded to the sandbox with
+plain-data arguments. An instructor function passed to student code (``grad(f)``) is shipped as
+source with the data it closes over; it runs in the sandbox and only its results come back.
+No student code ever runs in this process, so patching checkers, ``assert_allclose``, IPython
+or the gradebook from the notebook has no effect on the verdict.
+"""
+from __future__ import annotations
+
+import ast
+import builtins
+import contextlib
+import io
+import linecache
+import sys
+import time
+import types
+
+import numpy as np
+
+from . import wire
+from .session import Session
+
+_BUILTIN_EXC = {name: obj for name, obj in vars(builtins).items()
+                if isinstance(obj, type) and issubclass(obj, Exception)}
+
+
+class StudentError(Exception):
+    """An exception raised by student code in the sandbox, re-raised here with its message."""
+
+
+def _student_exception(answer: dict) -> Exception:
+    etype, evalue = str(answer.get("etype", "Error"))[:100], str(answer.get("evalue", ""))[:4000]
+    cls = _BUILTIN_EXC.get(etype)
+    if cls is not None and cls not in (SystemExit, KeyboardInterrupt):
+        try:
+            return cls(evalue)
+        except Exception:  # noqa: BLE001 - exceptions with special constructors
+            pass
+    return StudentError(f"{etype}: {evalue}")
+
+
+class Remote:
+    """A student object left in the sandbox (usually a function)."""
+
+    __slots__ = ("_runner", "_node", "_info", "_label", "_dummy")
+
+    def __init__(self, runner, node, info, label):
+        object.__setattr__(self, "_runner", runner)
+        object.__setattr__(self, "_node", node)
+        object.__setattr__(self, "_info", info)
+        object.__setattr__(self, "_label", label)
+        object.__setattr__(self, "_dummy", None)
+
+    def __call__(self, *args, **kwargs):
+        if not self._info.get("callable"):
+            raise TypeError(f"'{self._info.get('type')}' object is not callable")
+        return self._runner.call(self._node, args, kwargs)
+
+    def __getattr__(self, attr):
+        if attr.startswith("__") and attr.endswith("__"):
+            raise AttributeError(attr)
+        return self._runner.remote_op({"op": "getattr", "target": self._node, "attr": attr},
+                                      f"{self._label}.{attr}")
+
+    def __getitem__(self, key):
+        return self._runner.remote_op({"op": "getitem", "target": self._node,
+                                       "key": wire.encode(key, self._runner.ship)}, f"{self._label}[...]")
+
+    @property
+    def __wrapped__(self):
+        """A never-called stand-in compiled from the student's source, so inspect.getsource works."""
+        if self._dummy is None:
+            src = self._info.get("source") or ""
+            if not src:
+                raise AttributeError("__wrapped__")
+            fname = f"<student {self._label}>"
+            try:
+                code = compile(src, fname, "exec")
+            except SyntaxError:
+                raise AttributeError("__wrapped__") from None
+            fcode = next((c for c in code.co_consts if isinstance(c, types.CodeType)), None)
+            if fcode is None:
+                raise AttributeError("__wrapped__")
+            linecache.cache[fname] = (len(src), None, src.splitlines(True), fname)
+            object.__setattr__(self, "_dummy", types.FunctionType(fcode, {}))
+        return self._dummy
+
+    def __repr__(self):
+        return f"<student {self._info.get('type', 'object')} {self._label}>"
+
+
+class TrustedRunner:
+    """Runs instructor and test code in a namespace whose student names are proxies."""
+
+    def __init__(self, session: Session, call_timeout: float = 30.0):
+        self.session = session
+        self.call_timeout = call_timeout
+        self.ns: dict = {"__name__": "__main__", "__builtins__": builtins}
+        self.sources: dict[str, str] = {}
+        self.calls = 0
+        self.call_seconds = 0.0
+
+    # -- requests ------------------------------------------------------------------------
+    def _answer(self, req, what):
+        t0 = time.perf_counter()
+        try:
+            answer = self.session.request(req, self.call_timeout)
+        finally:
+            self.calls += 1
+            self.call_seconds += time.perf_counter() - t0
+        if not answer["ok"]:
+            raise _student_exception(answer)
+        return answer
+
+    def _decode(self, node, label):
+        return wire.decode(node, lambda hid, info: Remote(self, {"t": "handle", "id": hid}, info, label))
+
+    def call(self, target_node, args, kwargs):
+        req = {"op": "call", "target": target_node,
+               "args": [wire.encode(a, self.ship) for a in args],
+               "kwargs": [[k, wire.encode(v, self.ship)] for k, v in kwargs.items()]}
+        label = target_node.get("v", "object") if target_node["t"] == "name" else "result"
+        return self._decode(self._answer(req, label)["r"], f"{label}(...)")
+
+    def remote_op(self, req, label):
+        return self._decode(self._answer(req, label)["r"], label)
+
+    def describe(self, name):
+        answer = self._answer({"op": "describe", "name": name}, name)
+        if answer.get("missing"):
+            return False, None
+        node = answer["r"]
+        if node.get("t") == "handle":
+            return True, Remote(self, {"t": "name", "v": name}, {
+                "callable": bool(node.get("callable")), "type": str(node.get("type", ""))[:100],
+                "source": str(node.get("source", ""))[:200_000]}, name)
+        return True, self._decode(node, name)
+
+    # -- shipping instructor functions to the sandbox --------------------------------------
+    def ship(self, obj, depth=0):
+        if isinstance(obj, Remote):
+            return obj._node
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(obj, torch.Tensor):
+            return {"t": "array", "v": wire.encode_array(obj.detach().cpu().numpy()), "torch": True}
+        mod = getattr(obj, "__module__", None) or ("numpy" if isinstance(obj, np.ufunc) else None)
+        name = getattr(obj, "__name__", None)
+        if mod and name:
+            root = mod.split(".")[0]
+            top = sys.modules.get(root)
+            if root in ("numpy", "math", "torch", "scipy", "cmath") and top is not None:
+                for m in (mod, root):
+                    module = sys.modules.get(m)
+                    if module is not None and getattr(module, name, None) is obj:
+                        return {"t": "modattr", "module": m, "name": name}
+        if isinstance(obj, types.FunctionType):
+            return self._ship_function(obj, depth)
+        return None
+
+    def _ship_function(self, fn, depth):
+        code = fn.__code__
+        src = self.sources.get(code.co_filename)
+        if src is None:
+            raise TypeError(f"cannot send {fn.__name__} to the student's kernel: its source is unknown")
+        segment, kind = _find_source(src, code)
+        env, closure = [], dict(zip(code.co_freevars, (c.cell_contents for c in fn.__closure__ or ())))
+        for name in sorted(_referenced_names(code)):
+            if name in closure:
+                value = closure[name]
+            elif name in fn.__globals__ and not name.startswith("__"):
+                value = fn.__globals__[name]
+            else:
+                continue
+            if isinstance(value, types.ModuleType) and value.__name__ not in wire.SHIPPABLE_MODULES:
+                continue
+            try:
+                env.append([name, wire.encode(value, self.ship, depth + 1)])
+            except TypeError:
+                continue  # a name the function does not really need (e.g. an attribute)
+        return {"t": "func", "kind": kind, "src": segment, "name": fn.__name__, "env": env}
+
+    # -- running code --------------------------------------------------------------------
+    def bind_student_names(self, code: str) -> None:
+        """Install proxies / data for the names ``code`` reads that we do not have."""
+        try:
+            tree = ast.parse(code)
+        except SyntaxError:
+            return
+        needed = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+                needed.add(node.id)
+        for name in sorted(needed):
+            if name in self.ns or hasattr(builtins, name):
+                continue
+            exists, value = self.describe(name)
+            if exists:
+                self.ns[name] = value
+
+    def run(self, code: str, label: str):
+        """Run instructor/test code; return (passed, stdout, error text)."""
+        fname = f"<{label}>"
+        self.sources[fname] = code
+        linecache.cache[fname] = (len(code), None, code.splitlines(True), fname)
+        out = io.StringIO()
+        try:
+            self.bind_student_names(code)
+            compiled = compile(code, fname, "exec")
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                exec(compiled, self.ns)
+        except Exception as exc:  # noqa: BLE001 - any failure of a test is a failed test
+            return False, out.getvalue(), f"{type(exc).__name__}: {exc}"
+        return True, out.getvalue(), ""
+
+
+def _referenced_names(code: types.CodeType) -> set:
+    names = set(code.co_names) | set(code.co_freevars)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _referenced_names(const)
+    return names
+
+
+def _find_source(src: str, code: types.CodeType):
+    """The source segment of the def or lambda that compiled to ``code``."""
+    tree = ast.parse(src)
+    if code.co_name != "<lambda>":
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == code.co_name \
+                    and node.lineno <= code.co_firstlineno <= (node.end_lineno or node.lineno):
+                seg = ast.get_source_segment(src, node)
+                import textwrap
+                return textwrap.dedent(seg), "def"
+        raise TypeError(f"cannot find the source of {code.co_name}")
+    # (RESUME and friends carry empty positions: skip them)
+    positions = [(p[0], p[2]) for p in code.co_positions()
+                 if p[0] is not None and p[2] is not None and (p[1], p[3]) != (p[0], p[2])]
+    start = min(positions) if positions else (code.co_firstlineno, 0)
+    best = None
+    for node in ast.walk(tree):  # the innermost lambda whose span holds the code's first position
+        if isinstance(node, ast.Lambda):
+            if (node.lineno, node.col_offset) <= start <= (node.end_lineno, node.end_col_offset):
+                if best is None or (node.lineno, node.col_offset) > (best.lineno, best.col_offset):
+                    best = node
+    if best is None:
+        raise TypeError("cannot find the source of a lambda")
+    return ast.get_source_segment(src, best), "lambda"
