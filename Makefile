@@ -41,12 +41,13 @@ test-repo: install ## repo-level tests (environment pins, layout, notebooks' hyg
 test-utils: install ## the gradcheck package
 	$(PYTEST) utils/tests
 
+# One BLAS thread: on a shared 2-core machine threaded BLAS made small SVDs 50x slower.
 test-lectures: install ## re-run every lecture and compare its stored outputs (nbval, strict)
-	$(NBVAL) lectures
+	OPENBLAS_NUM_THREADS=1 $(NBVAL) lectures
 
 lectures: install ## re-execute the lectures in place (refresh stored outputs)
 	$(PY) scripts/stamp_badges.py
-	$(PY) scripts/execute_notebooks.py lectures/[0-9][0-9]_*.ipynb
+	OPENBLAS_NUM_THREADS=1 $(PY) scripts/execute_notebooks.py lectures/[0-9][0-9]_*.ipynb
 
 bench: install ## benchmarks (markdown tables)
 	$(PY) benchmarks/bench_gradcheck.py

@@ -20,13 +20,31 @@ from nbclient.exceptions import CellExecutionError
 from course import write_nb
 
 
+class CellOutputClient(NotebookClient):
+    """Keep what an Output widget (ipywidgets.interact) displays as ordinary cell outputs.
+
+    nbclient normally files them inside the widget's saved state, but nbval -- which re-runs the
+    notebook without a widget manager -- sees them as cell outputs; storing them the same way
+    lets strict nbval compare widget cells like any other cell.
+    """
+
+    def register_output_hook(self, msg_id, hook):
+        pass
+
+    def remove_output_hook(self, msg_id, hook):
+        pass
+
+    def clear_output(self, outs, msg, cell_index):
+        pass  # nbval ignores clear_output as well
+
+
 def execute(path: Path, timeout: int) -> float:
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     t0 = time.perf_counter()
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
+    client = CellOutputClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
                             resources={"metadata": {"path": str(path.parent)}})
     client.execute()
     elapsed = time.perf_counter() - t0
