@@ -7,9 +7,10 @@ requests are read only from ``user_expressions`` of the reply to OUR message id.
 """
 from __future__ import annotations
 
-import queue
 import time
 from dataclasses import dataclass, field
+
+import zmq
 
 from . import wire
 from .agent_src import AGENT
@@ -103,26 +104,27 @@ class Session:
         deadline = time.monotonic() + timeout
         printed, reply, idle, truncated = 0, None, False, False
         interrupted_at = None
+        shell, iopub = self.client.shell_channel, self.client.iopub_channel
+        poller = zmq.Poller()   # wake on the first message instead of sleeping in short polls
+        poller.register(shell.socket, zmq.POLLIN)
+        poller.register(iopub.socket, zmq.POLLIN)
         while reply is None or not idle:
             now = time.monotonic()
-            if not self.kernel.alive():
-                raise KernelDied("the kernel died")
             if interrupted_at is None and now > deadline:
                 self.kernel.interrupt()
                 interrupted_at = now
             if interrupted_at is not None and now > interrupted_at + INTERRUPT_GRACE:
                 raise CallTimeout(f"no answer within {timeout:.0f} s, and the interrupt was ignored")
-            try:
-                m = self.client.get_shell_msg(timeout=0.02)
+            wait = (deadline if interrupted_at is None else interrupted_at + INTERRUPT_GRACE) - now
+            events = dict(poller.poll(max(1, min(int(wait * 1000) + 1, 200))))
+            if not events and not self.kernel.alive():
+                raise KernelDied("the kernel died")
+            while shell.msg_ready():
+                m = shell.get_msg(timeout=0)
                 if m["parent_header"].get("msg_id") == msg_id:
                     reply = m
-            except queue.Empty:
-                pass
-            while True:
-                try:
-                    m = self.client.get_iopub_msg(timeout=0)
-                except queue.Empty:
-                    break
+            while iopub.msg_ready():
+                m = iopub.get_msg(timeout=0)
                 if m["parent_header"].get("msg_id") != msg_id:
                     continue
                 t, c = m["msg_type"], m["content"]

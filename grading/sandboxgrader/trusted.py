@@ -60,6 +60,10 @@ class Remote:
             raise TypeError(f"'{self._info.get('type')}' object is not callable")
         return self._runner.call(self._node, args, kwargs)
 
+    @property
+    def __name__(self):
+        return self._label
+
     def __getattr__(self, attr):
         if attr.startswith("__") and attr.endswith("__"):
             raise AttributeError(attr)

@@ -1,0 +1,134 @@
+"""`make autograde` with the sandbox: parallel, tamper-proof, results in nbgrader's gradebook.
+
+For every (assignment, student) pair: the trusted source notebook from ``solutions/``, the
+submission from ``grading/submitted/<student>/<assignment>/``; the graded notebook goes to
+``grading/autograded/<student>/<assignment>/`` (what formgrader and feedback read), the scores
+into the gradebook (``nbgrader export``, formgrader and ``make grades`` keep working).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+
+from .batch import Job, Options, grade_many
+from .kernel import SandboxUnavailable, check_tools
+
+
+def assignment_files(source_dir: Path) -> dict:
+    """Non-notebook files of the assignment (data it reads), as nbgrader copies them."""
+    files = {}
+    for p in sorted(source_dir.iterdir()):
+        if p.is_file() and p.suffix != ".ipynb" and not p.name.startswith("."):
+            files[p.name] = p.read_bytes()
+    return files
+
+
+def jobs_for(course, pairs) -> tuple[list[Job], list]:
+    jobs, missing = [], []
+    for aid, sid in pairs:
+        src_dir = course.source / aid
+        files = assignment_files(src_dir) if src_dir.is_dir() else {}
+        for src_nb in sorted(src_dir.glob("*.ipynb")):
+            sub = course.submitted / sid / aid / src_nb.name
+            if not sub.exists():
+                missing.append((aid, sid, src_nb.stem))
+                continue
+            jobs.append(Job(sid, aid, src_nb.stem, str(src_nb), str(sub), files))
+    return jobs, missing
+
+
+def record_in_gradebook(course, out: dict) -> None:
+    """Write one result's scores into the gradebook (the submission is created or updated)."""
+    from nbgrader.api import MissingEntry
+    aid, sid, nb_name = out["assignment"], out["student"], out["notebook"]
+    ts_file = course.submitted / sid / aid / "timestamp.txt"
+    timestamp = ts_file.read_text().strip() if ts_file.exists() else None
+    with course.gradebook() as gb:
+        gb.update_or_create_student(sid)
+        try:
+            gb.find_submission(aid, sid)
+        except MissingEntry:
+            gb.add_submission(aid, sid, timestamp=timestamp)
+        else:
+            if timestamp:
+                gb.update_or_create_submission(aid, sid, timestamp=timestamp)
+        for v in out["verdicts"]:
+            grade = gb.find_grade(v["grade_id"], nb_name, aid, sid)
+            grade.auto_score = float(v["score"])
+            grade.needs_manual_grade = grade.manual_score is not None
+        gb.db.commit()
+
+
+def write_autograded(course, out: dict) -> Path | None:
+    if not out.get("nb"):
+        return None
+    folder = course.autograded / out["student"] / out["assignment"]
+    folder.mkdir(parents=True, exist_ok=True)
+    ts = course.submitted / out["student"] / out["assignment"] / "timestamp.txt"
+    if ts.exists():
+        shutil.copy2(ts, folder / "timestamp.txt")
+    path = folder / f"{out['notebook']}.ipynb"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(out["nb"], encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def grade_submissions(course, pairs, *, jobs: int | None = None, unsafe: bool = False, progress: bool = True,
+                      cell_timeout: float = 60.0, call_timeout: float = 60.0):
+    """Grade (assignment, student) pairs; return coursegrader GradeResults (with flags)."""
+    from tqdm import tqdm
+
+    from coursegrader.autograde import GradeResult, ensure_gradebook, record
+
+    if not unsafe:
+        check_tools()
+    for aid in sorted({a for a, _ in pairs}):
+        ensure_gradebook(course, aid)
+    job_list, missing = jobs_for(course, pairs)
+    n_workers = jobs or os.cpu_count() or 1
+    per_pair: dict = {}
+    bar = tqdm(total=len(job_list), desc="autograde", unit="nb", file=sys.stderr, disable=not progress,
+               dynamic_ncols=True)
+    anomalies = 0
+    t0 = time.monotonic()
+    for out in grade_many(job_list, n_workers, Options(cell_timeout, call_timeout, unsafe)):
+        write_autograded(course, out)
+        if out.get("nb"):
+            record_in_gradebook(course, out)
+        key = (out["assignment"], out["student"])
+        agg = per_pair.setdefault(key, {"score": 0.0, "max": 0.0, "cells": {}, "flags": [], "seconds": 0.0,
+                                        "ok": True})
+        agg["score"] += out["score"]
+        agg["max"] += out["max_score"]
+        agg["seconds"] += out["seconds"]
+        agg["flags"] += out["flags"]
+        agg["ok"] &= bool(out.get("nb"))
+        for v in out["verdicts"]:
+            agg["cells"][v["grade_id"]] = [v["score"], v["points"]]
+        anomalies += bool(out["flags"])
+        bar.update(1)
+        bar.set_postfix_str(f"anomalies {anomalies}")
+    bar.close()
+    results = []
+    for aid, sid, nb in missing:
+        per_pair.setdefault((aid, sid), {"score": 0.0, "max": 0.0, "cells": {}, "flags": [], "seconds": 0.0,
+                                         "ok": False})["flags"].append(f"notebook {nb}.ipynb not submitted")
+    for (aid, sid), agg in sorted(per_pair.items()):
+        r = GradeResult(aid, sid, agg["ok"], agg["score"], agg["max"], round(agg["seconds"], 2),
+                        "; ".join(agg["flags"])[:2000], agg["cells"])
+        results.append(r)
+    record(course, results)
+    if progress:
+        wall = time.monotonic() - t0
+        print(f"graded {len(job_list)} notebooks in {wall:.1f} s with {n_workers} workers "
+              f"({60 * len(job_list) / max(wall, 1e-9):.0f} per minute)", file=sys.stderr)
+    return results
+
+
+__all__ = ["grade_submissions", "SandboxUnavailable"]
