@@ -171,15 +171,20 @@ def test_functions_cross_the_boundary_as_source_and_results_as_data(session):
     assert ok, err
 
 
+RUNAWAY = {
+    "spin": "def spin(x):\n    while True:\n        pass\n",
+    "chatty": "def chatty(x):\n    for i in range(10**6):\n        print(i)\n    return x\n",
+    "deaf": "def deaf(x):\n    import signal\n    signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+            "    while True:\n        pass\n",
+}
+
+
 @needs_sandbox
-def test_runaway_calls_are_bounded(session):
+@pytest.mark.parametrize("name", list(RUNAWAY))
+def test_runaway_calls_are_bounded(session, name):
     from sandboxgrader.trusted import TrustedRunner
-    run_ok(session, "def spin(x):\n    while True:\n        pass\n"
-                    "def deaf(x):\n    import signal\n    signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-                    "    while True:\n        pass\n"
-                    "def chatty(x):\n    for i in range(10**6):\n        print(i)\n    return x\n")
+    run_ok(session, RUNAWAY[name])   # defined afresh: a killed kernel comes back empty
     tr = TrustedRunner(session, call_timeout=2)
-    for name in ("spin", "chatty", "deaf"):   # deaf last: its kernel is killed and restarted
-        ok, _, err = tr.run(f"{name}(1.0)", name)
-        assert not ok and ("CallTimeout" in err or "OutputFlood" in err), (name, err)
+    ok, _, err = tr.run(f"{name}(1.0)", name)
+    assert not ok and ("CallTimeout" in err or "OutputFlood" in err), (name, err)
     assert session.kernel.alive()
