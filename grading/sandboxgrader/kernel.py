@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import sysconfig
 import tempfile
@@ -54,6 +55,74 @@ def check_tools() -> None:
     if os.geteuid() != 0:
         raise SandboxUnavailable("the sandbox runs kernels under per-kernel uids and needs root; "
                                  "run as root or, knowing the risk, with UNSAFE=1")
+
+
+def _uid_processes(uid: int) -> dict[int, int]:
+    """pid -> parent pid of every process whose real uid is ``uid``."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as fh:
+                fields = dict(line.split(":", 1) for line in fh if ":" in line)
+        except OSError:
+            continue
+        if int(fields.get("Uid", "-1 0").split()[0]) == uid:
+            out[int(entry)] = int(fields.get("PPid", "0").strip())
+    return out
+
+
+def reap_descendants(uid: int, keep_at_most: int) -> int:
+    """Kill the kernel's child processes when there are more than ``keep_at_most`` (a fork bomb).
+
+    The kernel itself is the one process of the uid whose parent is not of the uid (it is
+    bubblewrap's child); everything else descends from it. Returns how many were killed.
+    """
+    procs = _uid_processes(uid)
+    children = [pid for pid, ppid in procs.items() if ppid in procs]
+    if len(children) <= keep_at_most:
+        return 0
+    for _ in range(50):
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.02)
+        procs = _uid_processes(uid)
+        children = [pid for pid, ppid in procs.items() if ppid in procs]
+        if not children:
+            break
+    return len(children) or 1
+
+
+def kill_uid(uid: int, wait: float = 3.0) -> None:
+    """SIGKILL every process of ``uid`` (ours alone: a sandbox uid) and wait until they are gone.
+
+    The pid namespace dies with the kernel anyway, but asynchronously; leftovers of a fork bomb
+    would still count against RLIMIT_NPROC of the next kernel that gets this uid.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        found = False
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/status") as fh:
+                    uid_line = next(line for line in fh if line.startswith("Uid:"))
+            except (OSError, StopIteration):
+                continue
+            if int(uid_line.split()[1]) == uid:
+                found = True
+                try:
+                    os.kill(int(entry), signal.SIGKILL)
+                except OSError:
+                    pass
+        if not found or time.monotonic() > deadline:
+            return
+        time.sleep(0.02)
 
 
 def _python_paths() -> list[str]:
@@ -164,6 +233,8 @@ class SandboxKernel:
 
     def launch(self) -> "SandboxKernel":
         """Spawn the kernel process and return at once (it boots while the caller works)."""
+        if not self.unsafe:
+            kill_uid(self.uid)
         python_cmd = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
         if self.unsafe:
             lim = self.limits
@@ -210,6 +281,10 @@ class SandboxKernel:
         except OSError:
             return ""
 
+    def reap(self, keep_at_most: int = 8) -> int:
+        """Kill runaway child processes of the kernel (a fork bomb); the kernel keeps its state."""
+        return 0 if self.unsafe else reap_descendants(self.uid, keep_at_most)
+
     def alive(self) -> bool:
         return self.km is not None and self.km.is_alive()
 
@@ -229,6 +304,8 @@ class SandboxKernel:
             except Exception:  # noqa: BLE001
                 pass
             self.km.cleanup_resources()
+        if not self.unsafe and self.km is not None:
+            kill_uid(self.uid)
         if self._log is not None:
             self._log.close()
         self.km = self.client = self._log = None

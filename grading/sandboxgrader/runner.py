@@ -174,8 +174,9 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
         run: CellRun = session.run_cell(code, timeout=cell_timeout)
         cell.outputs = [nbformat.from_dict(o) for o in run.outputs]
         cell.execution_count = count
-        if run.status in ("ok", "error") or (run.status == "timeout" and session.restarts == generation[0]):
-            history.append(code)   # a dead or killed cell is not replayed: its state is lost
+        if not is_test(cell) and (run.status in ("ok", "error") or
+                                  (run.status == "timeout" and session.restarts == generation[0])):
+            history.append(code)   # a dead or killed cell is not replayed (its state is lost), nor a test
         if run.status == "dead":
             res.flags.append(f"kernel died in cell {count} ({meta.get('grade_id') or 'student cell'}): restarted")
             cell.outputs.append(nbformat.v4.new_output("error", ename="DeadKernelError", evalue=run.evalue,
@@ -201,6 +202,9 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
             ensure_alive()
             ok, _, err = trusted.run(tail if tail is not None else full, f"hidden {meta['grade_id']}")
         points = float(meta.get("points", 0) or 0)
+        if err.split(":")[0] in ("CallTimeout", "OutputFlood", "KernelDied", "MemoryError", "WireError",
+                                 "BlockingIOError"):
+            res.flags.append(f"test {meta['grade_id']!r}: {err[:160]}")
         notebook_passed = run.status == "ok"
         verdict = TestVerdict(meta["grade_id"], points, ok, points if ok else 0.0, err, notebook_passed,
                               time.monotonic() - t1)
@@ -219,6 +223,8 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
             ename, _, evalue = err.partition(": ")
             cell.outputs.append(nbformat.v4.new_output("error", ename=ename or "Error", evalue=evalue[:4000],
                                                        traceback=[f"{ename}: {evalue[:4000]}"]))
+    if session.reaped:
+        res.flags.append(f"runaway processes (a fork bomb?): {session.reaped} killed")
     res.nb = nbformat.v4.new_notebook(cells=cells, metadata=copy.deepcopy(source_nb.metadata))
     res.calls, res.call_seconds = trusted.calls, trusted.call_seconds
     res.seconds = time.monotonic() - t0

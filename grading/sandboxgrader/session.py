@@ -51,6 +51,7 @@ class Session:
         self.slot, self.limits, self.files, self.unsafe = slot, limits or Limits(), dict(files or {}), unsafe
         self.kernel: SandboxKernel | None = None
         self.restarts = 0
+        self.reaped = 0     # runaway processes killed (fork bombs)
 
     def add_files(self, files: dict) -> None:
         """Files for the kernel's home (kept for restarts)."""
@@ -134,10 +135,12 @@ class Session:
                     size = len(c.get("text", "")) + sum(len(str(v)) for v in c.get("data", {}).values())
                     printed += size
                     if printed > out_limit:
-                        truncated = True
                         if collect is None:   # a proxied call: a flood is a failure
                             self.kernel.interrupt()
                             raise OutputFlood(f"printed more than {out_limit} characters")
+                        if not truncated:     # a cell: stop it, keep what it printed so far
+                            self.kernel.interrupt()
+                        truncated = True
                         continue
                     if collect is not None:
                         collect.append(_to_output(t, c))
@@ -162,6 +165,8 @@ class Session:
         except CallTimeout as exc:
             self.restart()
             return CellRun("timeout", outputs, "TimeoutError", str(exc), time.monotonic() - t0)
+        if status != "ok" or timed_out:
+            self.reaped += self.kernel.reap()
         if truncated:
             outputs.append({"output_type": "stream", "name": "stdout",
                             "text": f"\n[output truncated by the grader after {CELL_OUTPUT_LIMIT} characters]\n"})
@@ -201,6 +206,8 @@ class Session:
         answer = wire.parse_reply_text(text, REPLY_LIMIT)
         if not isinstance(answer, dict) or not isinstance(answer.get("ok"), bool):
             raise wire.WireError("malformed answer")
+        if not answer["ok"]:
+            self.reaped += self.kernel.reap()
         return answer
 
 
