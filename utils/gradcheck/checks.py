@@ -126,21 +126,18 @@ def _gradient_core(f, grad, x, *, rtol, n_dirs, seed, method, max_localize, kind
             return CheckResult(True, err, tol_eff, "kink",
                                "unreliable here: f is not smooth near x (finite differences at two steps disagree) "
                                "— check at another point", n_evals=ev.n_evals, method=chosen, kind=kind)
-        c = float(yours @ D / max(D @ D, TINY))
-        resid = _rms(yours - c * D) / denom
-        if resid <= max(10 * tol_eff, 1e-6) and abs(c + 1) < 1e-6:
-            code, msg = "sign", f"sign flipped: your {kind} is minus the true one"
-        elif resid <= max(10 * tol_eff, 1e-6) and c != 0:
-            code, msg = "factor", f"off by a constant factor: your {kind} is ≈ {c:.4g} × the true one"
-        else:
-            code, msg = "mismatch", (f"your {kind} differs from the numerical one; x has {x0.size} entries, more "
-                                     f"than max_localize={max_localize}, so the wrong entries are not named")
+        code, msg = _directional_diagnosis(ev, spec, g, dirs, yours, D, denom, tol_eff, chosen, f_scale, kind)
+        if code == "mismatch":
+            msg += (f"; x has {x0.size} entries, more than max_localize={max_localize}, so the wrong entries "
+                    "are not named")
         return CheckResult(False, err, tol_eff, code, msg + hint, n_evals=ev.n_evals, method=chosen, kind=kind)
     J, kinks, errs = _full(ev, x0, spec, chosen, f_scale)
     G = J[0]
     mask = ~kinks
-    full_err = _norm((g - G)[mask]) / max(_norm(G[mask]), _norm(g[mask]) if not _norm(G[mask]) else 0, TINY)
-    tol_full = max(tol, 10 * _norm(errs[mask]) / max(_norm(G[mask]), TINY))
+    # relative to the true gradient; where that is exactly zero, relative to yours
+    full_denom = max(_norm(G[mask]), _norm(g[mask]) if not _norm(G[mask]) else 0.0, TINY)
+    full_err = _norm((g - G)[mask]) / full_denom
+    tol_full = max(tol, 10 * _norm(errs[mask]) / full_denom)
     skipped = [w["index"] for w in worst_entries(np.where(kinks, 1.0, 0.0), np.zeros_like(G), spec.leaves, k=5)]
     note = (f" Entries {', '.join(skipped)} are next to a kink of f (finite differences disagree) and were not "
             "checked." if kinks.any() else "")
@@ -152,6 +149,36 @@ def _gradient_core(f, grad, x, *, rtol, n_dirs, seed, method, max_localize, kind
     worst = worst_entries(np.where(mask, g, 0), np.where(mask, G, 0), spec.leaves)
     return CheckResult(False, full_err, tol_full, code, msg + note + hint, worst=worst, n_evals=ev.n_evals,
                        method=chosen, kind=kind)
+
+
+def _directional_diagnosis(ev, spec, g, dirs, yours, D, denom, tol_eff, chosen, f_scale, kind):
+    """Name a mistake from directional data alone (x too large to compute the whole gradient).
+
+    yours_k = ⟨g, d_k⟩ against D_k = ⟨∇f, d_k⟩: a constant ratio means a sign or a factor. For a
+    square matrix x, ⟨g, d⟩ = ⟨∇f, dᵀ⟩ for all d means g = ∇fᵀ (transposed), and
+    ⟨g, sym d⟩ = ⟨∇f, sym d⟩ means only the symmetric part is right; D_{dᵀ} costs one more
+    evaluation per direction, and D_{sym d} = (D_d + D_{dᵀ})/2 by linearity.
+    """
+    close = max(10 * tol_eff, 1e-6)
+    c = float(yours @ D / max(D @ D, TINY))
+    resid = _rms(yours - c * D) / denom
+    if resid <= close and abs(c + 1) <= close:
+        return "sign", f"sign flipped: your {kind} is minus the true one"
+    if resid <= close and abs(c - 1) > close and c != 0:
+        return "factor", f"off by a constant factor: your {kind} is ≈ {c:.4g} × the true one"
+    leaf = spec.leaves[0] if spec.single_array else None
+    if leaf is not None and len(leaf.shape) == 2 and leaf.shape[0] == leaf.shape[1] > 1:
+        n = leaf.shape[0]
+        flipped = [d.reshape(n, n).T.reshape(-1) for d in dirs]
+        Dt = np.array([float(np.real(num.directional(ev, d, chosen, f_scale).value)) for d in flipped])
+        if _rms(yours - Dt) / denom <= close:
+            return "transposed", (f"transposed: your {kind} equals the true one transposed — the gradient with "
+                                  "respect to a matrix X has entry (i, j) = ∂f/∂X_ij; return its .T")
+        yours_sym = np.array([g @ ((d + t) / 2) for d, t in zip(dirs, flipped)])
+        if _rms(yours_sym - (D + Dt) / 2) / denom <= close:
+            return "symmetric_part", (f"only the symmetric part is right: (G + Gᵀ)/2 matches but G does not — "
+                                      "did you assume a symmetric matrix?")
+    return "mismatch", f"your {kind} differs from the numerical one"
 
 
 def _full(ev, x0, spec, method, f_scale):
@@ -262,7 +289,7 @@ def _jvp_core(ev, spec, x0, apply, rtol, n_dirs, seed, method, kind, who, full=N
         yours.append(y)
     yours = np.concatenate(yours)
     D = np.concatenate([np.real(np.ravel(e.value)) for e in ests])
-    denom = max(_norm(D), _norm(yours) if _norm(D) == 0 else 0.0, TINY)
+    denom = max(_norm(D), _norm(yours), TINY)   # symmetric: D can be round-off where J u = 0
     err = _norm(yours - D) / denom
     tol_eff = max(tol, 10 * _norm([e.err for e in ests]) / denom)
     if err <= tol_eff:

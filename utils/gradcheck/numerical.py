@@ -73,14 +73,25 @@ def directional(ev: Evaluator, d: np.ndarray, method: str, f_scale: float = 0.0)
     d2 = (yp2 - ym2) / h
     value = (4 * d2 - d1) / 3
     gap = _norm(d1 - d2)
-    kink = gap > KINK_RTOL * max(_norm(d1), _norm(d2)) + 100 * noise
     # Second differences S(h) = f(x+h) - 2 f(x) + f(x-h) shrink like h² where f is smooth
     # (ratio S(h)/S(h/2) = 4) but like h across a kink (ratio 2) -- even when the kink sits
-    # in the middle and the central differences agree with each other.
+    # in the middle and the central differences agree with each other. When they are too small
+    # to tell (f linear along d) or the ratio is off the scale, D(h) and D(h/2) must agree.
     y0 = ev()
     s1, s2 = _norm(yp - 2 * y0 + ym), _norm(yp2 - 2 * y0 + ym2)
-    if s1 > 1e3 * eps * scale and s2 > 0 and s1 / s2 < 3.0:
+    ratio = s1 / s2 if (s1 > 1e3 * eps * scale and s2 > 0) else None
+    # Rounding x0 + h d moves the point by ε|x0|: f changes by about its slope there, which the
+    # differences estimate as |D| + S(h)/h. It matters where f itself is ~0 but x is not.
+    x0 = getattr(ev, "x0", None)
+    if x0 is not None and x0.size:
+        rel = max(1.0, float(np.max(np.abs(x0))) / max(float(np.sqrt(np.mean(d ** 2))), 1e-300))
+        noise += 4 * eps * rel * (_norm(d1) + s1 / h) / h
+    if ratio is not None and ratio < 3.0:
         kink = True
+    elif ratio is not None and ratio <= 6.0:
+        kink = False
+    else:
+        kink = gap > KINK_RTOL * max(_norm(d1), _norm(d2)) + 100 * noise
     return Estimate(value, 10 * noise + 1e-3 * gap, kink, "richardson")
 
 

@@ -237,3 +237,46 @@ def test_large_x_without_localisation_still_names_sign(rng):
     r = gc.check_gradient(f, lambda x: -g(x), x, max_localize=100)
     assert (r.passed, r.diagnosis) == (False, "sign")
     assert r.n_evals <= 10
+
+
+@pytest.mark.parametrize("mistake, code", [
+    (lambda G: G.T, "transposed"), (lambda G: (G + G.T) / 2, "symmetric_part"), (lambda G: -G, "sign"),
+    (lambda G: 2 * G, "factor")])
+def test_patterns_are_named_without_localisation(rng, mistake, code):
+    n = 60                                       # 3600 entries, above max_localize below
+    A, B = rng.standard_normal((n, n)), rng.standard_normal((n, n))
+    f = lambda X: np.trace(A @ X @ B) + 0.5 * np.sum(X ** 2)
+    g = lambda X: A.T @ B.T + X
+    X = rng.standard_normal((n, n))
+    r = gc.check_gradient(f, lambda X: mistake(g(X)), X, max_localize=100)
+    assert (r.passed, r.diagnosis) == (False, code), str(r)
+    assert r.n_evals <= 12
+
+
+def test_small_single_entry_error_without_localisation_is_not_called_a_factor(rng):
+    f, g, x = P.bench(rng, n=3000)
+
+    def bad(x):
+        y = g(x)
+        y[5] *= 1 + 1e-4
+        return y
+
+    r = gc.check_gradient(f, bad, x, max_localize=100)
+    assert not r.passed and r.diagnosis == "mismatch", str(r)
+
+
+@pytest.mark.parametrize("method", ["richardson", "auto"])
+def test_wrong_gradient_fails_where_the_true_gradient_is_zero(method):
+    # regressions: the tolerance was divided by ‖∇f‖ = 0 (a reviewer's report)
+    f = lambda x: np.sum(np.abs(x - 1) ** 2)            # abs: no complex step
+    assert not gc.check_gradient(f, lambda x: 2 * (x - 1) + 5, np.ones(3), method=method).passed
+    assert gc.check_gradient(f, lambda x: 2 * (x - 1), np.ones(3), method=method).passed
+    assert not gc.check_gradient(lambda x: x @ x, lambda x: 2 * x + 1, np.zeros(3), method=method).passed
+
+
+def test_zero_jacobian_is_not_a_kink():
+    f = lambda x: np.abs(x - 1) ** 2
+    assert gc.check_jacobian(f, lambda x: np.diag(2 * (x - 1)), np.ones(3)).passed
+    r = gc.check_jacobian(f, lambda x: 7 * np.eye(3), np.ones(3))
+    assert not r.passed and r.diagnosis != "kink"
+    assert not gc.check_vjp(f, lambda x, v: 7 * v, np.ones(3)).passed
