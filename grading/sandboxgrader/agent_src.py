@@ -137,6 +137,14 @@ def __sg_install__():
 
     builtins.__sg_call__ = serve
 
+    import warnings
+
+    def to_stdout(message, category, filename, lineno, file=None, line=None):
+        # a student's warnings are feedback, not failures: print them on stdout
+        sys.stdout.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    warnings.showwarning = to_stdout
+
 
 __sg_install__()
 del __sg_install__

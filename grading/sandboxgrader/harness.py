@@ -61,6 +61,12 @@ def record_in_gradebook(course, out: dict) -> None:
             grade = gb.find_grade(v["grade_id"], nb_name, aid, sid)
             grade.auto_score = float(v["score"])
             grade.needs_manual_grade = grade.manual_score is not None
+        for m in out.get("manual", []):   # as nbgrader: an untouched written answer is 0, else a grader's
+            grade = gb.find_grade(m["grade_id"], nb_name, aid, sid)
+            grade.auto_score = 0.0 if m["unchanged"] else None
+            grade.needs_manual_grade = grade.manual_score is not None or not m["unchanged"]
+            comment = gb.find_comment(m["grade_id"], nb_name, aid, sid)
+            comment.auto_comment = "No response." if m["unchanged"] else None
         gb.db.commit()
 
 
@@ -80,17 +86,28 @@ def write_autograded(course, out: dict) -> Path | None:
 
 
 def grade_submissions(course, pairs, *, jobs: int | None = None, unsafe: bool = False, progress: bool = True,
-                      cell_timeout: float = 60.0, call_timeout: float = 60.0):
-    """Grade (assignment, student) pairs; return coursegrader GradeResults (with flags)."""
+                      cell_timeout: float | None = None, call_timeout: float | None = None):
+    """Grade (assignment, student) pairs; return coursegrader GradeResults (with flags).
+
+    Timeouts default to nbgrader's own setting (``c.Execute.timeout`` of the course config), per
+    cell of the notebook and per proxied call of a test.
+    """
     from tqdm import tqdm
 
     from coursegrader.autograde import GradeResult, ensure_gradebook, record
 
     if not unsafe:
         check_tools()
+    unknown = {}
     for aid in sorted({a for a, _ in pairs}):
-        ensure_gradebook(course, aid)
-    job_list, missing = jobs_for(course, pairs)
+        try:
+            ensure_gradebook(course, aid)
+        except Exception as exc:  # noqa: BLE001 - one bad assignment must not stop the batch
+            unknown[aid] = f"cannot grade {aid}: {str(exc).strip().splitlines()[-1][:300]}"
+    job_list, missing = jobs_for(course, [(a, s) for a, s in pairs if a not in unknown])
+    configured = float(course.config.Execute.get("timeout", 30) or 30) if "Execute" in course.config else 30.0
+    cell_timeout = cell_timeout or configured
+    call_timeout = call_timeout or configured
     n_workers = jobs or os.cpu_count() or 1
     per_pair: dict = {}
     bar = tqdm(total=len(job_list), desc="autograde", unit="nb", file=sys.stderr, disable=not progress,
@@ -111,6 +128,8 @@ def grade_submissions(course, pairs, *, jobs: int | None = None, unsafe: bool = 
         agg["ok"] &= bool(out.get("nb"))
         for v in out["verdicts"]:
             agg["cells"][v["grade_id"]] = [v["score"], v["points"]]
+        for m in out.get("manual", []):
+            agg["cells"][m["grade_id"]] = [0.0 if m["unchanged"] else None, m["points"]]
         anomalies += bool(out["flags"])
         bar.update(1)
         bar.set_postfix_str(f"anomalies {anomalies}")
@@ -119,6 +138,10 @@ def grade_submissions(course, pairs, *, jobs: int | None = None, unsafe: bool = 
     for aid, sid, nb in missing:
         per_pair.setdefault((aid, sid), {"score": 0.0, "max": 0.0, "cells": {}, "flags": [], "seconds": 0.0,
                                          "ok": False})["flags"].append(f"notebook {nb}.ipynb not submitted")
+    for aid, sid in pairs:
+        if aid in unknown:
+            per_pair[(aid, sid)] = {"score": 0.0, "max": 0.0, "cells": {}, "flags": [unknown[aid]], "seconds": 0.0,
+                                    "ok": False}
     for (aid, sid), agg in sorted(per_pair.items()):
         r = GradeResult(aid, sid, agg["ok"], agg["score"], agg["max"], round(agg["seconds"], 2),
                         "; ".join(agg["flags"])[:2000], agg["cells"])

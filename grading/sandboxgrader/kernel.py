@@ -10,6 +10,7 @@ directories, the Python installation and the course package read-only, a small w
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -26,6 +27,29 @@ from jupyter_client.kernelspec import KernelSpec
 from . import seccomp
 
 UID_BASE = 61000
+UID_COUNT = 1000
+LOCKS = "/var/tmp/sandboxgrader/uids"
+
+
+def acquire_uid():
+    """A sandbox uid no other live kernel uses -- on this machine, whatever process started it.
+
+    An exclusive ``flock`` on ``<LOCKS>/<uid>`` is held for the kernel's life (the kernel closes
+    it; the OS drops it if the grader dies), so two graders never share a uid and never kill
+    each other's processes. Returns ``(uid, open lock file)``.
+    """
+    os.makedirs(LOCKS, mode=0o700, exist_ok=True)
+    start = (os.getpid() * 7919 + int(time.monotonic() * 1000)) % UID_COUNT   # spread reuse out
+    for k in range(UID_COUNT):
+        uid = UID_BASE + (start + k) % UID_COUNT
+        fh = open(os.path.join(LOCKS, str(uid)), "a")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            continue
+        return uid, fh
+    raise SandboxUnavailable(f"all {UID_COUNT} sandbox uids are in use")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -203,7 +227,7 @@ class SandboxKernel:
     unsafe: bool = False   # no bubblewrap: student code runs as the grader's user (UNSAFE=1 only)
 
     def __post_init__(self):
-        self.uid = UID_BASE + self.slot
+        self.uid, self._uid_lock = (UID_BASE, None) if self.unsafe else acquire_uid()
         # not under /tmp: inside the sandbox /tmp is a fresh tmpfs that would hide the run directory
         if self.unsafe:
             self.workroot = tempfile.gettempdir()
@@ -308,6 +332,9 @@ class SandboxKernel:
             kill_uid(self.uid)
         if self._log is not None:
             self._log.close()
+        if self._uid_lock is not None:
+            self._uid_lock.close()   # releases the uid
+            self._uid_lock = None
         self.km = self.client = self._log = None
         shutil.rmtree(self.base, ignore_errors=True)
 

@@ -72,11 +72,21 @@ class TestVerdict:
 
 
 @dataclass
+class ManualCell:
+    """An answer graded by hand (a written answer with points): 0 if left as released."""
+
+    grade_id: str
+    points: float
+    unchanged: bool
+
+
+@dataclass
 class Result:
     student: str
     assignment: str
     notebook: str
     verdicts: list = field(default_factory=list)
+    manual: list = field(default_factory=list)
     flags: list = field(default_factory=list)
     nb: object = None
     seconds: float = 0.0
@@ -89,7 +99,7 @@ class Result:
 
     @property
     def max_score(self) -> float:
-        return sum(v.points for v in self.verdicts)
+        return sum(v.points for v in self.verdicts) + sum(m.points for m in self.manual)
 
 
 def key_of(cell):
@@ -128,9 +138,11 @@ def merge(source_nb, submission_nb, flags: list):
         if is_answer(scell):
             if mine is None:
                 flags.append(f"answer cell {gid!r} missing: restored blank")
-                cell.source = stub_of(src(scell))
+                cell.source = stub_of(src(scell)) if scell["cell_type"] == "code" else ""
             else:
                 cell.source = src(mine)
+                if nbmeta(mine).get("checksum"):   # the release's: tells an untouched answer
+                    cell.metadata["nbgrader"]["checksum"] = nbmeta(mine)["checksum"]
         elif is_test(scell):
             if mine is None:
                 flags.append(f"test cell {gid!r} missing or its metadata stripped: restored and run")
@@ -164,6 +176,11 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
             generation[0] = session.restarts
 
     for cell in cells:
+        if is_answer(cell) and nbmeta(cell).get("grade"):
+            from nbgrader.utils import compute_checksum
+            checksum = nbmeta(cell).get("checksum")
+            res.manual.append(ManualCell(nbmeta(cell)["grade_id"], float(nbmeta(cell).get("points", 0) or 0),
+                                         bool(checksum) and compute_checksum(cell) == checksum))
         if cell["cell_type"] != "code":
             continue
         count += 1

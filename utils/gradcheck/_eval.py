@@ -135,7 +135,7 @@ def output_like(flat: np.ndarray, ev: Evaluator):
     if ev.out_spec[0] == "array":
         arr = flat.reshape(ev.out_spec[1]).copy()
         if ev.out_spec[2] is not None:
-            import torch
-            return torch.from_numpy(arr).to(ev.out_spec[2])
+            from ._tree import _torch
+            return _torch().from_numpy(arr).to(ev.out_spec[2])
         return arr
     return unflatten(flat, ev.out_spec[1], dtype=np.float64)

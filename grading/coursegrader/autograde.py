@@ -1,0 +1,160 @@
+"""`make autograde`: grade every submission in ONE process, with a progress bar and a summary table.
+
+`grade_submissions(course, pairs)` is the single entry point the rest of the package uses; the
+sandboxed harness (student code in bubblewrap, tests in the trusted grader) replaces its body later
+without touching collect / feedback / grades. It returns one `GradeResult` per submission and
+records them in grading/reports/autograde.json (read by `make grades` for the anomaly list).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+
+from . import nbutil
+from .nbg import run
+from .settings import Course
+
+
+@dataclass
+class GradeResult:
+    assignment: str
+    student: str
+    ok: bool                      # nbgrader produced an autograded notebook
+    score: float                  # auto score (manual grades count once a grader has given them)
+    max_score: float
+    seconds: float
+    problem: str = ""             # "", "kernel died", "kernel unresponsive", "error: ..."
+    cells: dict = field(default_factory=dict)   # grade_id -> [score or None, max]
+
+    @property
+    def key(self) -> str:
+        return f"{self.assignment}/{self.student}"
+
+
+def ensure_gradebook(course: Course, assignment: str) -> None:
+    """A fresh clone has no gradebook: record the assignment from its source (release not rewritten)."""
+    from nbgrader.api import MissingEntry
+    from nbgrader.converters import GenerateAssignment
+    from traitlets.config import Config
+
+    with course.gradebook() as gb:
+        try:
+            a = gb.find_assignment(assignment)
+            if a.notebooks:
+                return
+        except MissingEntry:
+            pass
+    extra = Config()
+    extra.CourseDirectory.release_directory = "grading/.work/release"
+    r = run(course, GenerateAssignment, assignment, ".", extra=extra)
+    if not r.success:
+        raise RuntimeError(f"cannot record {assignment} in the gradebook:\n{r.error[-2000:]}")
+
+
+def _problem(log: str, error: str) -> str:
+    text = log + error
+    if "DeadKernelError" in text or "Kernel died" in text:
+        return "kernel died"
+    if "UnresponsiveKernelError" in text or "kernel became unresponsive" in text:
+        return "kernel unresponsive"
+    lines = [line for line in (error or log).strip().splitlines() if line.strip()]
+    return "error: " + (lines[-1][:200] if lines else "unknown")
+
+
+def _scores(course: Course, assignment: str, student: str) -> tuple[float, float, dict]:
+    from nbgrader.api import MissingEntry
+    with course.gradebook() as gb:
+        try:
+            sub = gb.find_submission(assignment, student)
+        except MissingEntry:
+            return 0.0, 0.0, {}
+        cells = {}
+        for nb in sub.notebooks:
+            for g in nb.grades:
+                cells[g.name] = [g.score if (g.auto_score is not None or g.manual_score is not None) else None,
+                                 float(g.max_score)]
+        return float(sub.score), float(sub.max_score), cells
+
+
+def grade_submissions(course: Course, pairs: list[tuple[str, str]], progress: bool = True, *,
+                      engine: str | None = None, jobs: int | None = None) -> list[GradeResult]:
+    """Autograde (assignment, student) pairs. Never aborts the batch.
+
+    The engine is the sandboxed grader (grading/sandboxgrader: student code in bubblewrap, every
+    verdict computed in this process, JOBS workers) unless ``engine="nbgrader"`` (or GRADER=nbgrader)
+    asks for plain nbgrader. Without bubblewrap the sandbox refuses to run unless UNSAFE=1.
+    """
+    engine = engine or os.environ.get("GRADER", "sandbox")
+    if engine == "sandbox":
+        from sandboxgrader.harness import grade_submissions as sandboxed
+        jobs = jobs or int(os.environ.get("JOBS") or 0) or None
+        return sandboxed(course, pairs, jobs=jobs, unsafe=os.environ.get("UNSAFE") == "1", progress=progress)
+    if engine != "nbgrader":
+        raise ValueError(f"GRADER must be 'sandbox' or 'nbgrader', got {engine!r}")
+    return grade_submissions_plain(course, pairs, progress)
+
+
+def grade_submissions_plain(course: Course, pairs: list[tuple[str, str]], progress: bool = True) -> list[GradeResult]:
+    """Autograde (assignment, student) pairs with plain nbgrader, in this process."""
+    from nbgrader.converters import Autograde
+    from tqdm import tqdm
+
+    results, unknown = [], {}
+    for aid in sorted({a for a, _ in pairs}):
+        try:
+            ensure_gradebook(course, aid)
+        except RuntimeError as exc:  # no source for it: report those submissions, grade the rest
+            unknown[aid] = str(exc).splitlines()[0]
+    for aid, sid in pairs:
+        if aid in unknown:
+            results.append(GradeResult(aid, sid, False, 0.0, 0.0, 0.0, "error: " + unknown[aid]))
+    pairs = [(a, s) for a, s in pairs if a not in unknown]
+    bar = tqdm(pairs, desc="autograde", unit="nb", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    for aid, sid in bar:
+        bar.set_postfix_str(f"{aid}/{sid}"[-40:])
+        r = run(course, Autograde, aid, sid, force=True, create_student=True)
+        ok = r.success and (course.autograded / sid / aid).is_dir()
+        score, max_score, cells = _scores(course, aid, sid)
+        results.append(GradeResult(aid, sid, ok, score if ok else 0.0, max_score, round(r.seconds, 2),
+                                   "" if ok else _problem(r.log, r.error), cells))
+    record(course, results)
+    return results
+
+
+def record(course: Course, results: list[GradeResult]) -> None:
+    """Merge into grading/reports/autograde.json (latest run of each submission wins)."""
+    path = course.reports / "autograde.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    for r in results:
+        data[r.key] = asdict(r)
+    nbutil.write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def load_records(course: Course) -> dict[str, dict]:
+    path = course.reports / "autograde.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def summary_table(results: list[GradeResult]) -> str:
+    """Plain-text table: one row per submission, then totals per assignment."""
+    rows = [("assignment", "student", "score", "max", "%", "s", "problem")]
+    for r in sorted(results, key=lambda r: (r.assignment, r.student)):
+        pct = 100 * r.score / r.max_score if r.max_score else 0.0
+        manual = sum(1 for s, _ in r.cells.values() if s is None)
+        note = r.problem or (f"{manual} cell(s) need manual grading" if manual else "")
+        rows.append((r.assignment, r.student, f"{r.score:g}", f"{r.max_score:g}", f"{pct:.0f}",
+                     f"{r.seconds:.1f}", note))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    by = {}
+    for r in results:
+        by.setdefault(r.assignment, []).append(r)
+    for aid, rs in sorted(by.items()):
+        failed = sum(not r.ok for r in rs)
+        mean = sum(r.score for r in rs) / len(rs)
+        lines.append(f"{aid}: {len(rs)} graded, mean {mean:.2f}/{rs[0].max_score:g}"
+                     + (f", {failed} FAILED (see grading/reports/nbgrader.log)" if failed else ""))
+    return "\n".join(lines)

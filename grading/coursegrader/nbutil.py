@@ -1,0 +1,120 @@
+"""Notebook helpers: atomic writes, nbgrader cell roles, solution and hidden-test regions."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+BEGIN_SOLUTION, END_SOLUTION = "BEGIN SOLUTION", "END SOLUTION"
+BEGIN_HIDDEN, END_HIDDEN = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"
+# lines so generic that they may appear in a release legitimately (stubs, punctuation, `return x`)
+TRIVIAL = re.compile(r"^(.{0,7}|pass|return \w+|raise NotImplementedError(\(\))?|# YOUR CODE HERE|YOUR ANSWER HERE"
+                     r"|[\[\](){}:,.\s]*|else:|try:|finally:|[\"']{3})$")
+
+
+def read_nb(path: Path) -> dict:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def dumps_nb(nb: dict) -> str:
+    """The layout Jupyter and nbformat write (indent 1, sorted keys)."""
+    return json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Temp file in the same folder + rename: a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_nb(path: Path, nb: dict) -> None:
+    write_atomic(path, dumps_nb(nb))
+
+
+def src(cell: dict) -> str:
+    s = cell.get("source", "")
+    return "".join(s) if isinstance(s, list) else s
+
+
+def meta(cell: dict) -> dict:
+    return cell.get("metadata", {}).get("nbgrader") or {}
+
+
+def grade_id(cell: dict) -> str | None:
+    return meta(cell).get("grade_id")
+
+
+def is_solution(cell: dict) -> bool:
+    return bool(meta(cell).get("solution"))
+
+
+def is_test(cell: dict) -> bool:
+    """Autograder test cell: graded code cell that is not an answer cell."""
+    m = meta(cell)
+    return cell.get("cell_type") == "code" and bool(m.get("grade")) and not m.get("solution")
+
+
+def points(cell: dict) -> float:
+    return float(meta(cell).get("points", 0) or 0)
+
+
+def regions(text: str, begin: str, end: str) -> tuple[list[str], list[str]]:
+    """(lines inside begin/end regions, lines outside them); the marker lines are in neither."""
+    inside, outside, on = [], [], False
+    for line in text.split("\n"):
+        if begin in line:
+            on = True
+        elif end in line:
+            on = False
+        else:
+            (inside if on else outside).append(line)
+    return inside, outside
+
+
+def drop_markers(text: str) -> str:
+    """An answer as a perfect student would write it: the solution without the marker lines."""
+    inside, _ = regions(text, BEGIN_SOLUTION, END_SOLUTION)
+    keep = [line for line in text.split("\n") if BEGIN_SOLUTION not in line and END_SOLUTION not in line]
+    return "\n".join(keep) if inside or keep else text
+
+
+def secret_lines(source_nb: dict) -> dict[str, set[str]]:
+    """Significant stripped lines that exist ONLY inside solution / hidden-test regions of the source.
+
+    A line that also occurs outside those regions (a shared import, `return grad`) may legitimately be
+    in the release, so it is not counted as secret.
+    """
+    sol, hid, public = set(), set(), set()
+    for cell in source_nb["cells"]:
+        text = src(cell)
+        s_in, s_out = regions(text, BEGIN_SOLUTION, END_SOLUTION)
+        h_in, h_out = regions("\n".join(s_out), BEGIN_HIDDEN, END_HIDDEN)
+        sol.update(line.strip() for line in s_in)
+        hid.update(line.strip() for line in h_in)
+        public.update(line.strip() for line in h_out)
+
+    def significant(lines):
+        return {x for x in lines if x and not TRIVIAL.match(x) and x not in public}
+
+    return {"solution": significant(sol), "hidden": significant(hid)}
+
+
+def html_text(html: str) -> str:
+    """Visible text of an nbconvert HTML page (code is split into pygments spans)."""
+    import html as _html
+    text = re.sub(r"<(script|style)\b.*?</\1>", "", html, flags=re.S | re.I)
+    text = re.sub(r"<[^>]+>", "", text)
+    return _html.unescape(text)

@@ -1,0 +1,61 @@
+"""nbgrader configuration of the course (read by `make` targets and by the `nbgrader` CLI).
+
+The `make` targets (grading/grading.mk) load this file explicitly. To use the plain CLI or the
+formgrader, run them from this folder: `cd grading && nbgrader autograde hw1_matrix_gradients`.
+Every path is relative to the repository root, which is computed from this file's location, so the
+course works from any clone. The gradebook stores hidden-test source: it is git-ignored.
+"""
+import os
+import sys
+
+GRADING = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(GRADING)
+if GRADING not in sys.path:  # the course's preprocessors live in grading/coursegrader/
+    sys.path.insert(0, GRADING)
+
+from coursegrader import preprocessors as pp  # noqa: E402
+
+c = get_config()  # noqa: F821 (injected by traitlets)
+
+c.CourseDirectory.root = ROOT
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "assignments"
+c.CourseDirectory.submitted_directory = "grading/submitted"
+c.CourseDirectory.autograded_directory = "grading/autograded"
+c.CourseDirectory.feedback_directory = "grading/feedback"
+c.CourseDirectory.solution_directory = "grading/release_solutions"
+c.CourseDirectory.db_url = "sqlite:///" + os.path.join(GRADING, "gradebook.db")
+# never copied into releases or over a student's files
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".DS_Store",
+                            "*.tmp", ".*.swp"]
+
+# Stub left in every answer cell of the release (the blank release must score 0).
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# Autograding. Per-cell timeout (Execute.timeout overrides ExecutePreprocessor.timeout).
+c.Execute.timeout = 120
+c.Execute.interrupt_on_timeout = True
+# Student warnings go to stdout: nbgrader scores any stderr in a test cell as 0 points.
+c.Execute.extra_arguments = pp.kernel_arguments()
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    # nbgrader's DeduplicateIds leaves `{}` metadata that aborts the whole batch (SchemaTooOldError)
+    "coursegrader.preprocessors.SanitizeGradeIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "nbgrader.preprocessors.OverwriteCells",
+    # a deleted test cell is put back from the gradebook and run (reported as an anomaly)
+    "coursegrader.preprocessors.RestoreMissingTests",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+
+# Feedback: no hidden-test source, no long tracebacks (their frames quote hidden tests).
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "coursegrader.preprocessors.ShortTracebacks",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
+c.ClearHiddenTests.enabled = True
+c.ShortTracebacks.enabled = True
+
