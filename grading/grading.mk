@@ -34,4 +34,4 @@ student-repo: install ## DEST=<dir>: public tree without solutions/, grading/, h
 	$(GRADE) student-repo "$(DEST)" $(if $(FORCE),--force)
 
 test-grading: install ## CI of the grading workflow (all assignments in one batch)
-	$(PYTEST) -n 2 --dist loadfile tests/test_grading_machinery.py tests/test_grading_course.py
+	$(PYTEST) -n 2 --dist loadfile tests/test_grading_machinery.py tests/test_grading_course.py tests/test_grading_hostile.py

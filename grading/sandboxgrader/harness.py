@@ -95,6 +95,9 @@ def grade_submissions(course, pairs, *, jobs: int | None = None, unsafe: bool = 
     from tqdm import tqdm
 
     from coursegrader.autograde import GradeResult, ensure_gradebook, record
+    from coursegrader.settings import ensure_venv_on_path
+
+    ensure_venv_on_path()   # nbgrader migrates the gradebook with `alembic`, found on PATH only
 
     if not unsafe:
         check_tools()

@@ -1,0 +1,107 @@
+"""Autograding that cannot be gamed: every row of the issue's table, graded in ONE batch beside correct answers.
+
+The hostile submissions are generated from the committed release and the source's solutions
+(grading/sandboxgrader/hostile.py): each attacks the first graded function of hw1 (the input
+transformer the last one). Each must earn exactly its expected score, be flagged where the table
+says so, and leave the gradebook, the solutions and the other students untouched.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+import grading_fixtures  # noqa: F401  (puts grading/ on sys.path)
+
+from coursegrader import feedback, nbutil, samples
+from coursegrader.autograde import grade_submissions
+from coursegrader.settings import Course
+
+pytestmark = pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")
+
+if shutil.which("bwrap") is None or os.geteuid() != 0:
+    if os.environ.get("CI") == "true":
+        raise RuntimeError("CI=true but bubblewrap is missing (or not root): the hostile tests cannot run")
+    pytest.skip("bubblewrap (bwrap) missing or not root: apt-get install -y bubblewrap", allow_module_level=True)
+
+REAL = Course.default()
+AID = "hw1_matrix_gradients"
+FLAGGED = {"hostile_patch_checker": "tampering suspected", "hostile_input_transformer": "tampering suspected",
+           "hostile_os_exit": "kernel died", "hostile_loop_in_function": "CallTimeout",
+           "hostile_loop_top_level": "timed out", "hostile_memory_bomb": "MemoryError",
+           "hostile_print_flood": "OutputFlood", "hostile_fork_bomb": "fork bomb",
+           "hostile_test_cells": "restored and run"}
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    from sandboxgrader import hostile
+    root = tmp_path_factory.mktemp("hostile")
+    (root / "solutions").symlink_to(REAL.source, target_is_directory=True)
+    shutil.copytree(REAL.release, root / "assignments")
+    course = Course.at(root, timeout=10)
+    source = nbutil.read_nb(REAL.source / AID / f"{AID}.ipynb")
+    rel = nbutil.read_nb(REAL.release / AID / f"{AID}.ipynb")
+    built = hostile.build(AID, source, rel, f"{AID}.ipynb", db_path=str(course.db_path),
+                          solutions_path=str((REAL.source / AID / f"{AID}.ipynb").resolve()))
+    correct = [s for aid in ("hw1_matrix_gradients", "hw4_low_rank")
+               for s in samples.build_course(course, assignments=[aid]) if s.name == "solution"]
+    expected = samples.write(built + correct, course.submitted)
+    results = grade_submissions(course, course.submissions(), progress=False, engine="sandbox", jobs=2)
+    fb = feedback.generate(course, [(r.assignment, r.student) for r in results], progress=False)
+    return dict(course=course, expected=expected, results={r.key: r for r in results},
+                feedback={f"{f.assignment}/{f.student}": f for f in fb}, source=source)
+
+
+def test_every_row_is_generated():
+    from sandboxgrader import hostile
+    names = set(hostile._attacks("f", "db", "sol"))
+    assert {"patch_checker", "patch_allclose", "input_transformer", "swallow_errors", "write_gradebook",
+            "read_secrets", "os_exit", "loop_in_function", "loop_top_level", "sigint_ignored", "memory_bomb",
+            "fork_bomb", "print_flood"} <= names
+
+
+def test_each_submission_earns_exactly_its_expected_score(batch):
+    got = {k: r.score for k, r in batch["results"].items()}
+    want = {k: e["expected"] for k, e in batch["expected"].items()}
+    assert got == want
+
+
+def test_correct_answers_keep_full_marks_beside_the_attacks(batch):
+    for key, r in batch["results"].items():
+        if key.endswith("sample-solution"):
+            assert r.ok and r.score == r.max_score > 0 and not r.problem, (key, r.problem)
+
+
+def test_anomalies_are_flagged(batch):
+    for name, words in FLAGGED.items():
+        r = batch["results"][f"{AID}/sample-{name}"]
+        assert r.ok, (name, r.problem)
+        assert words in r.problem, (name, r.problem)
+
+
+def test_the_gradebook_was_out_of_reach(batch):
+    with batch["course"].gradebook() as gb:
+        for sub in gb.assignment_submissions(AID):
+            for nb in sub.notebooks:
+                for g in nb.grades:
+                    assert g.manual_score is None, (sub.student.id, g.name)
+    out = _outputs(batch, "hostile_write_gradebook")
+    assert "wrote" not in out and "cannot write" in out
+
+
+def test_solutions_and_hidden_tests_never_reach_the_student(batch):
+    out = _outputs(batch, "hostile_read_secrets")
+    assert "cannot read" in out and "BEGIN SOLUTION" not in out and "BEGIN HIDDEN TESTS" not in out
+    for key, f in batch["feedback"].items():   # generate() scans every page for hidden/solution lines
+        assert f.ok, (key, f.problem)          # (other than the student's own) and deletes a leaking one
+        text = nbutil.html_text(Path(f.pages[0]).read_text())
+        assert "HIDDEN TESTS" not in text and "BEGIN SOLUTION" not in text, key
+
+
+def _outputs(batch, name):
+    nb = nbutil.read_nb(batch["course"].autograded / f"sample-{name}" / AID / f"{AID}.ipynb")
+    return json.dumps([c.get("outputs", []) for c in nb["cells"]])
