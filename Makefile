@@ -15,7 +15,7 @@ PYTEST  := $(PY) -m pytest -p no:cacheprovider
 NBVAL   := $(PYTEST) --nbval --nbval-sanitize-with lectures/nbval_sanitize.cfg --nbval-current-env
 
 .DEFAULT_GOAL := help
-.PHONY: help install lab test test-repo test-utils test-lectures lectures bench badges clean
+.PHONY: help install lab test test-repo test-utils test-lectures lectures bench bench-grading badges clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -33,10 +33,12 @@ install: $(STAMP) ## create .venv and install everything (idempotent)
 lab: install ## open JupyterLab on the course
 	$(BIN)/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-test: install test-repo test-utils test-lectures ## run every test suite
+test: install test-repo test-utils test-lectures test-grading test-browser ## run every test suite
 
-test-repo: install ## repo-level tests (environment pins, layout, notebooks' hygiene)
-	$(PYTEST) tests
+# Every tests/test_*.py but the grading suites (test-grading) and the browser (test-browser).
+REPO_TESTS := $(filter-out tests/test_grading_%,$(wildcard tests/test_*.py))
+test-repo: install ## repo-level tests: pins, layout, notebooks' hygiene, the sandbox, bench smoke test
+	$(PYTEST) $(REPO_TESTS)
 
 test-utils: install ## the gradcheck package
 	$(PYTEST) utils/tests
@@ -49,8 +51,11 @@ lectures: install ## re-execute the lectures in place (refresh stored outputs)
 	$(PY) scripts/stamp_badges.py
 	OPENBLAS_NUM_THREADS=1 $(PY) scripts/execute_notebooks.py lectures/[0-9][0-9]_*.ipynb
 
-bench: install ## benchmarks (markdown tables)
+bench: install ## gradcheck vs torch / scipy / CS231n (markdown tables)
 	$(PY) benchmarks/bench_gradcheck.py
+
+bench-grading: install ## plain nbgrader vs our sandboxed grader on 40 submissions [N=40 JOBS=2]
+	$(PY) benchmarks/bench_grading.py --n $(or $(N),40) $(if $(JOBS),--jobs $(JOBS))
 
 clean: ## remove caches (keeps .venv)
 	find . -name __pycache__ -prune -exec rm -rf {} + ; rm -rf .pytest_cache .hypothesis
