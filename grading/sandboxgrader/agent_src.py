@@ -8,8 +8,8 @@ JSON string — so nothing the student prints can be mistaken for it.
 """
 
 AGENT = r'''
-def __sg_install__():
-    import base64, builtins, importlib, inspect, io, json, sys, traceback
+def __sg_install__(SG_SOCKET):
+    import base64, builtins, importlib, inspect, io, json, os, sys, traceback
     import numpy as np
     ip = get_ipython()
     ns = ip.user_ns
@@ -106,8 +106,7 @@ def __sg_install__():
             return g[n["name"]]
         raise TypeError("unknown node " + repr(t))
 
-    def serve():
-        req = ip.kernel.get_parent()["metadata"]["sg"]
+    def handle(req):
         try:
             op = req["op"]
             if op == "describe":
@@ -123,6 +122,17 @@ def __sg_install__():
                 r = enc(getattr(dec(req["target"]), req["attr"]))
             elif op == "getitem":
                 r = enc(dec(req["target"])[dec(req["key"])])
+            elif op == "reap":   # children the grader killed are zombies until their parent waits
+                n = 0
+                while True:
+                    try:
+                        pid, _ = os.waitpid(-1, os.WNOHANG)
+                    except ChildProcessError:
+                        break
+                    if pid == 0:
+                        break
+                    n += 1
+                r = enc(n)
             elif op == "release":
                 for i in req["ids"]:
                     store.pop(i, None)
@@ -135,6 +145,101 @@ def __sg_install__():
             return json.dumps({"ok": False, "etype": type(e).__name__, "evalue": str(e)[:4000],
                                "tb": "".join(tb[-6:])[-8000:]})
 
+    def serve():
+        return handle(ip.kernel.get_parent()["metadata"]["sg"])
+
+    # The fast path: a unix socket in the run directory, served by a thread while the kernel's
+    # main thread is idle between cells (about 10x less latency than an execute_request).
+    import ctypes, socket, struct, threading
+
+    class OutputFlood(Exception):
+        pass
+
+    class Sink:
+        def __init__(self, limit):
+            self.left = limit
+
+        def write(self, text):
+            self.left -= len(text)
+            if self.left < 0:
+                raise OutputFlood("printed more than the grader's limit")
+            return len(text)
+
+        def flush(self):
+            pass
+
+    def run_bounded(req):
+        limit, deadline = int(req.get("output_limit", 2000000)), float(req.get("deadline", 30))
+        me = threading.get_ident()
+        done = threading.Event()
+
+        def watchdog():
+            # a pure-Python runaway gets a TimeoutError raised into it; C code is killed outside
+            if not done.wait(deadline):
+                while not done.wait(0.05):
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(me), ctypes.py_object(TimeoutError))
+
+        threading.Thread(target=watchdog, daemon=True).start()
+        saved = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = Sink(limit)
+        try:
+            return handle(req)
+        finally:
+            sys.stdout, sys.stderr = saved
+            done.set()
+
+    def recv_exact(conn, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = conn.recv(n - len(buf))
+            if not chunk:
+                return None
+            buf += chunk
+        return buf
+
+    live = []   # the agent's sockets: a process forked by student code must never write on them
+
+    def forget_sockets():
+        for sk in live:
+            try:
+                os.close(sk.detach())
+            except OSError:
+                pass
+
+    os.register_at_fork(after_in_child=forget_sockets)
+
+    def server(path):
+        me = os.getpid()
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        srv.bind(path)
+        srv.listen(1)
+        live.append(srv)
+        while True:
+            conn, _ = srv.accept()
+            live.append(conn)
+            with conn:
+                while True:
+                    head = recv_exact(conn, 8)
+                    if head is None:
+                        break
+                    body = recv_exact(conn, struct.unpack("!Q", head)[0])
+                    if body is None:
+                        break
+                    try:
+                        out = run_bounded(json.loads(body)).encode()
+                    except BaseException as e:  # even a late TimeoutError must not kill the server
+                        out = json.dumps({"ok": False, "etype": type(e).__name__, "evalue": str(e)[:4000]}).encode()
+                    if os.getpid() != me:   # a child forked by the student's code got here: it must go
+                        os._exit(0)
+                    conn.sendall(struct.pack("!Q", len(out)) + out)
+
+    if SG_SOCKET:
+        threading.Thread(target=server, args=(SG_SOCKET,), daemon=True, name="sg-agent").start()
+
     builtins.__sg_call__ = serve
 
     import warnings
@@ -146,6 +251,6 @@ def __sg_install__():
     warnings.showwarning = to_stdout
 
 
-__sg_install__()
+__sg_install__(SG_SOCKET_PATH)
 del __sg_install__
 '''

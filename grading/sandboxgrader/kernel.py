@@ -92,8 +92,8 @@ def _uid_processes(uid: int) -> dict[int, int]:
                 fields = dict(line.split(":", 1) for line in fh if ":" in line)
         except OSError:
             continue
-        if int(fields.get("Uid", "-1 0").split()[0]) == uid:
-            out[int(entry)] = int(fields.get("PPid", "0").strip())
+        if int(fields.get("Uid", "-1 0").split()[0]) == uid and not fields.get("State", "").strip().startswith("Z"):
+            out[int(entry)] = int(fields.get("PPid", "0").strip())   # (zombies are dead: only reaping helps)
     return out
 
 
@@ -304,6 +304,11 @@ class SandboxKernel:
                 return fh.read().decode("utf-8", "replace")
         except OSError:
             return ""
+
+    @property
+    def agent_socket(self) -> str:
+        """Where the kernel's agent listens (the run directory is bind-mounted at the same path)."""
+        return os.path.join(self.rundir, "agent.sock")
 
     def reap(self, keep_at_most: int = 8) -> int:
         """Kill runaway child processes of the kernel (a fork bomb); the kernel keeps its state."""
