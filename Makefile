@@ -15,7 +15,7 @@ PYTEST  := $(PY) -m pytest -p no:cacheprovider
 NBVAL   := $(PYTEST) --nbval --nbval-sanitize-with lectures/nbval_sanitize.cfg --nbval-current-env
 
 .DEFAULT_GOAL := help
-.PHONY: help install lab test test-repo test-utils test-lectures lectures bench bench-grading badges clean
+.PHONY: help install lab formgrader test test-repo test-utils test-lectures lectures bench bench-grading badges clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,6 +32,10 @@ install: $(STAMP) ## create .venv and install everything (idempotent)
 
 lab: install ## open JupyterLab on the course
 	$(BIN)/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+# nbgrader reads its configuration from the server's working folder (grading/): serve the repo from there.
+formgrader: install ## JupyterLab for instructors: Nbgrader -> Formgrader sees the course
+	cd grading && $(abspath $(BIN))/jupyter lab --ServerApp.root_dir=.. $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 test: install test-repo test-utils test-lectures test-grading test-browser ## run every test suite
 

@@ -590,6 +590,7 @@ def check_hvp(f, hvp, x, *, grad=None, rtol=None, n_pairs=3, seed=0, method="aut
 
 def _asserting(check):
     def assert_(*args, **kwargs):
+        __tracebackhide__ = True  # IPython and pytest: show the student's line, not gradcheck's frames
         result = check(*args, **kwargs)
         if not result.passed:
             raise AssertionError(str(result))
