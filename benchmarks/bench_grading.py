@@ -31,9 +31,11 @@ from coursegrader import release, samples  # noqa: E402
 from coursegrader.settings import GRADING, Course, ensure_venv_on_path  # noqa: E402
 
 CONFIG = """
-# benchmark course: the real configuration, moved to this root
+# benchmark course: the real configuration (run as if from its own place), moved to this root
 import os
-exec(open({real!r}).read())
+_real = {real!r}
+exec(compile(open(_real).read(), _real, "exec"), {{"__file__": _real, "get_config": get_config}})
+c = get_config()
 c.CourseDirectory.root = {root!r}
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join({root!r}, "grading", "gradebook.db")
 """
