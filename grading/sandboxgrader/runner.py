@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 import nbformat
+from nbgrader.utils import compute_checksum
 
 from .session import CellRun, Session
 from .trusted import TrustedRunner
@@ -177,7 +178,6 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
 
     for cell in cells:
         if is_answer(cell) and nbmeta(cell).get("grade"):
-            from nbgrader.utils import compute_checksum
             checksum = nbmeta(cell).get("checksum")
             res.manual.append(ManualCell(nbmeta(cell)["grade_id"], float(nbmeta(cell).get("points", 0) or 0),
                                          bool(checksum) and compute_checksum(cell) == checksum))

@@ -2,8 +2,10 @@
 
 Every wait is bounded: a cell or a call that runs past its time is interrupted, and a kernel
 that does not answer the interrupt (SIGINT ignored, stuck in C) is killed and restarted; an
-output flood is cut off. What the student printed is kept only as feedback text; answers to
-requests are read only from ``user_expressions`` of the reply to OUR message id.
+output flood is cut off. What the student printed is kept only as feedback text. Requests go to
+the agent's unix socket (length-prefixed JSON, one answer per request), or -- where there is no
+socket -- in an ``execute_request`` whose answer is read only from the ``user_expressions`` of the
+reply to OUR message id; never from anything the student's code printed.
 """
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ import contextlib
 import io
 import linecache
 import sys
+import textwrap
 import time
 import types
 
@@ -237,7 +238,6 @@ def _find_source(src: str, code: types.CodeType):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == code.co_name \
                     and node.lineno <= code.co_firstlineno <= (node.end_lineno or node.lineno):
                 seg = ast.get_source_segment(src, node)
-                import textwrap
                 return textwrap.dedent(seg), "def"
         raise TypeError(f"cannot find the source of {code.co_name}")
     # (RESUME and friends carry empty positions: skip them)

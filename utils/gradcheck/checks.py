@@ -196,6 +196,7 @@ def _full(ev, x0, spec, method, f_scale):
 
 
 def _dtype_of(y):
+    """The least precise float dtype in what ``grad`` returned (for the low-precision hint), or None."""
     try:
         from ._tree import _as_numpy
         if isinstance(y, (tuple, list)):
