@@ -53,7 +53,7 @@ def _failure(job: Job, message: str) -> dict:
             "score": 0.0, "max_score": 0.0, "error": message}
 
 
-def _grade_one(session_pair, job: Job, options: Options, state: dict) -> dict:
+def _grade_one(job: Job, options: Options, state: dict) -> dict:
     """Grade one job in the pre-launched session; launch the next one before grading."""
     from .runner import grade
     from .session import Session
@@ -101,7 +101,7 @@ def worker_main(index: int, options: Options) -> None:
             continue
         job = Job(**json.loads(line))
         job.files = {k: base64.b64decode(v) for k, v in job.files.items()}
-        proto.write(json.dumps(_grade_one(None, job, options, state)) + "\n")
+        proto.write(json.dumps(_grade_one(job, options, state)) + "\n")
     state["pending"].shutdown()
 
 

@@ -129,22 +129,13 @@ def kill_uid(uid: int, wait: float = 3.0) -> None:
     """
     deadline = time.monotonic() + wait
     while True:
-        found = False
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
+        pids = _uid_processes(uid)
+        for pid in pids:
             try:
-                with open(f"/proc/{entry}/status") as fh:
-                    uid_line = next(line for line in fh if line.startswith("Uid:"))
-            except (OSError, StopIteration):
-                continue
-            if int(uid_line.split()[1]) == uid:
-                found = True
-                try:
-                    os.kill(int(entry), signal.SIGKILL)
-                except OSError:
-                    pass
-        if not found or time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if not pids or time.monotonic() > deadline:
             return
         time.sleep(0.02)
 

@@ -131,7 +131,7 @@ def _gradient_core(f, grad, x, *, rtol, n_dirs, seed, method, max_localize, kind
             msg += (f"; x has {x0.size} entries, more than max_localize={max_localize}, so the wrong entries "
                     "are not named")
         return CheckResult(False, err, tol_eff, code, msg + hint, n_evals=ev.n_evals, method=chosen, kind=kind)
-    J, kinks, errs = _full(ev, x0, spec, chosen, f_scale)
+    J, kinks, errs = num.full_jacobian(ev, x0, spec, chosen, f_scale)
     G = J[0]
     mask = ~kinks
     # relative to the true gradient; where that is exactly zero, relative to yours
@@ -179,20 +179,6 @@ def _directional_diagnosis(ev, spec, g, dirs, yours, D, denom, tol_eff, chosen, 
             return "symmetric_part", (f"only the symmetric part is right: (G + Gᵀ)/2 matches but G does not — "
                                       "did you assume a symmetric matrix?")
     return "mismatch", f"your {kind} differs from the numerical one"
-
-
-def _full(ev, x0, spec, method, f_scale):
-    """The whole numerical derivative with per-entry error estimates (for localisation)."""
-    cols, kinks, errs = [], np.zeros(x0.size, dtype=bool), np.zeros(x0.size)
-    s = num.leaf_scales(x0, spec)
-    for j in range(x0.size):
-        e = np.zeros_like(x0)
-        e[j] = s[j]
-        est = num.directional(ev, e, method, f_scale)
-        cols.append(np.real(np.ravel(est.value)) / s[j])
-        kinks[j] = est.kink
-        errs[j] = est.err / s[j]
-    return np.stack(cols, axis=1), kinks, errs
 
 
 def _dtype_of(y):
@@ -391,7 +377,7 @@ def check_jacobian(f, jac, x, *, rtol=None, n_dirs=None, seed=0, method="auto", 
     def full(chosen, f_scale, tol_eff):
         if N > max_localize:
             return None
-        Jn, kinks, errs = _full(ev, x0, spec, chosen, f_scale)
+        Jn, kinks, errs = num.full_jacobian(ev, x0, spec, chosen, f_scale)
         leaf = Leaf("J", "array", (M, N), np.dtype(np.float64))
         err = _norm(Jm - Jn) / max(_norm(Jn), TINY)
         code, msg = diagnose(Jm.reshape(-1), Jn.reshape(-1), [leaf], tol_eff, what="Jacobian")
@@ -506,7 +492,7 @@ def _numerical_hessian(ev, x0, spec, grad, method, f_scale):
     if grad is not None:
         gev = Evaluator(grad, spec, x0, scalar=False, name="grad")
         chosen = num._pick(gev, x0, spec, method)
-        H, _, _ = _full(gev, x0, spec, chosen, 0.0)
+        H, _, _ = num.full_jacobian(gev, x0, spec, chosen, 0.0)
         ev.n_evals += gev.n_evals
         return (H + H.T) / 2
     inner = num._pick(ev, x0, spec, method)

@@ -135,16 +135,20 @@ def leaf_scales(x0: np.ndarray, spec) -> np.ndarray:
 
 
 def full_jacobian(ev: Evaluator, x0: np.ndarray, spec, method: str, f_scale: float = 0.0):
-    """Column by column: J[:, j] = D_{s_j e_j} f / s_j. Returns (J (M, N), kink flags (N,))."""
+    """Column by column: J[:, j] = D_{s_j e_j} f / s_j.
+
+    Returns (J (M, N), kink flags (N,), absolute error estimates of the columns (N,)).
+    """
     s = leaf_scales(x0, spec)
-    cols, kinks = [], np.zeros(x0.size, dtype=bool)
+    cols, kinks, errs = [], np.zeros(x0.size, dtype=bool), np.zeros(x0.size)
     for j in range(x0.size):
         e = np.zeros_like(x0)
         e[j] = s[j]
         est = directional(ev, e, method, f_scale)
-        cols.append(np.ravel(est.value) / s[j])
+        cols.append(np.real(np.ravel(est.value)) / s[j])
         kinks[j] = est.kink
-    return np.stack(cols, axis=1), kinks
+        errs[j] = est.err / s[j]
+    return np.stack(cols, axis=1), kinks, errs
 
 
 def _prepare(f, x, scalar):
@@ -182,7 +186,7 @@ def numerical_gradient(f, x, method: str = "auto"):
     """
     spec, x0, ev = _prepare(f, copy_tree(x), scalar=True)
     f_scale = abs(complex(ev()))
-    J, _ = full_jacobian(ev, x0, spec, _pick(ev, x0, spec, method), f_scale)
+    J, _, _ = full_jacobian(ev, x0, spec, _pick(ev, x0, spec, method), f_scale)
     return unflatten(J.reshape(-1), spec)
 
 
@@ -199,5 +203,5 @@ def numerical_jacobian(f, x, method: str = "auto") -> np.ndarray:
     y0 = ev()
     if ev.out_spec[0] != "array":
         raise TypeError("numerical_jacobian: f(x) must return one array or tensor")
-    J, _ = full_jacobian(ev, x0, spec, _pick(ev, x0, spec, method), _norm(y0))
+    J, _, _ = full_jacobian(ev, x0, spec, _pick(ev, x0, spec, method), _norm(y0))
     return J.reshape(tuple(ev.out_spec[1]) + tuple(spec.leaves[0].shape))
