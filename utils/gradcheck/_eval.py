@@ -5,6 +5,7 @@ complex step), calls ``f`` and returns a flat vector (or a scalar), converting t
 """
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
@@ -40,6 +41,8 @@ class Evaluator:
     def __init__(self, f, spec: Spec, x0: np.ndarray, scalar: bool, name: str = "f"):
         self.f, self.spec, self.x0, self.scalar, self.name = f, spec, x0, scalar, name
         self.n_evals = 0
+        # wall time of each real / complex evaluation: the complex step is chosen by its cost too
+        self.seconds = {"real": [], "complex": []}
         self.out_spec = None      # structure of f's output (non-scalar f)
         self.real_dtype = np.dtype(np.float64)  # the precision f actually computes in
 
@@ -82,7 +85,9 @@ class Evaluator:
             with warnings.catch_warnings():
                 warnings.simplefilter("error")  # a ComplexWarning means the imaginary part was dropped
                 try:
+                    t0 = time.perf_counter()
                     y = self.f(x)
+                    self.seconds["complex"].append(time.perf_counter() - t0)
                 except Exception as exc:  # noqa: BLE001 - any failure means: no complex step
                     raise ComplexUnsupported(str(exc)) from None
             if not _contains_complex(y):
@@ -91,7 +96,9 @@ class Evaluator:
             return val
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the user's own warnings are not ours to print
+            t0 = time.perf_counter()
             y = self.f(x)
+            self.seconds["real"].append(time.perf_counter() - t0)
         val, dt = self._convert(y, complex_ok=False)
         if dt.kind == "f" and np.finfo(dt).bits < np.finfo(self.real_dtype).bits:
             self.real_dtype = dt  # f computes in lower precision than we hand it: noise is larger

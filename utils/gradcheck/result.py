@@ -29,6 +29,12 @@ class CheckResult:
         Evaluations of the function under test.
     method : str
         Finite-difference scheme used: ``complex``, ``richardson``, ``central``, ``forward``.
+    resolution : float
+        The smallest relative error the check could have detected: a mistake confined to one
+        entry of at least this relative size fails for certain (random directions scale an
+        entry by at least 1/2, ``tolerance / ATTENUATION``); a mistake spread over many entries
+        of that size fails with high probability. Equal to ``tolerance`` when every entry was
+        compared (a localised check). NaN where it does not apply (a wrong shape, NaN values).
     """
 
     passed: bool
@@ -40,13 +46,14 @@ class CheckResult:
     n_evals: int = 0
     method: str = ""
     kind: str = "gradient"
+    resolution: float = float("nan")
 
     def __bool__(self) -> bool:
         return bool(self.passed)
 
     def __str__(self) -> str:
         head = (f"{self.kind} check {'passed' if self.passed else 'FAILED'}: {self.message} "
-                f"[relative error {self.error:.2e}, tolerance {self.tolerance:.1e}, "
+                f"[relative error {self.error:.2e}, tolerance {self.tolerance:.1e}{self._resolution_text()}, "
                 f"{self.n_evals} evaluations, {self.method}]")
         if not self.worst or self.passed:
             return head
@@ -54,6 +61,10 @@ class CheckResult:
         for w in self.worst:
             rows.append(f"  {w['index']:<22}{w['yours']:>14.6g}{w['expected']:>14.6g}{w['abs_err']:>11.2e}")
         return head + "\n  worst entries:\n" + "\n".join(rows)
+
+    def _resolution_text(self) -> str:
+        r = self.resolution
+        return f", resolves relative errors ≥ {r:.1e}" if r == r and r > self.tolerance else ""
 
     def __repr__(self) -> str:
         return (f"CheckResult(passed={self.passed}, error={self.error:.3e}, diagnosis={self.diagnosis!r}, "
@@ -73,4 +84,4 @@ class CheckResult:
                 f"font-family:sans-serif'><b style='color:{color}'>{mark} {self.kind} check "
                 f"{'passed' if ok else 'failed'}</b> — {html.escape(self.message)}"
                 f"<div style='color:#555;font-size:85%'>relative error {self.error:.2e} · tolerance "
-                f"{self.tolerance:.1e} · {self.n_evals} evaluations · {self.method}</div>{table}</div>")
+                f"{self.tolerance:.1e}{html.escape(self._resolution_text())} · {self.n_evals} evaluations · {self.method}</div>{table}</div>")
