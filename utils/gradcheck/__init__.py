@@ -10,6 +10,7 @@
     gc.assert_gradient(...) ...          # raise AssertionError with the message, return None
     gc.numerical_gradient(f, x), gc.numerical_jacobian(f, x)
     gc.taylor_test(f, grad, x)           # remainders and observed orders, for lectures
+    gc.check_function(MyFunction, *inputs)  # a torch.autograd.Function's backward (and jvp)
 
 A check costs O(1) evaluations of f whatever the size of x (complex step when f accepts
 complex input, Richardson-extrapolated central differences otherwise); on failure it computes
@@ -21,8 +22,10 @@ from .checks import (assert_gradient, assert_hessian, assert_hvp, assert_jacobia
 from .numerical import numerical_gradient, numerical_jacobian
 from .result import CheckResult
 from .taylor import TaylorResult, taylor_test
+from .torchfn import assert_function, check_function
 
 __version__ = "0.1.0"
 __all__ = ["check_gradient", "check_jacobian", "check_vjp", "check_jvp", "check_hessian", "check_hvp",
            "assert_gradient", "assert_jacobian", "assert_vjp", "assert_jvp", "assert_hessian", "assert_hvp",
+           "check_function", "assert_function",
            "numerical_gradient", "numerical_jacobian", "taylor_test", "CheckResult", "TaylorResult"]

@@ -5,12 +5,13 @@ complex step), calls ``f`` and returns a flat vector (or a scalar), converting t
 """
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 
 import numpy as np
 
-from ._tree import Spec, _as_numpy, is_tensor, spec_of, unflatten
+from ._tree import Spec, _as_numpy, _torch, is_tensor, spec_of, unflatten
 
 
 class ComplexUnsupported(Exception):
@@ -103,6 +104,66 @@ class Evaluator:
         if dt.kind == "f" and np.finfo(dt).bits < np.finfo(self.real_dtype).bits:
             self.real_dtype = dt  # f computes in lower precision than we hand it: noise is larger
         return val
+
+
+class TorchAdapter:
+    """Call a function written for torch tensors with the NumPy data gradcheck hands around.
+
+    The first call passes the arguments as they are. If it fails with a TypeError or
+    AttributeError (``torch.exp(ndarray)``, ``ndarray.exp()``, ``tensor @ ndarray``) while torch
+    is loaded and an argument holds NumPy arrays, it is retried with every array converted by
+    ``torch.from_numpy`` (complex arrays too: the complex step works on torch code); when that
+    succeeds, every later call converts. A function that fails both ways re-raises its first error.
+    """
+
+    def __init__(self, fn):
+        self.fn, self.convert = fn, False
+        functools.update_wrapper(self, fn, updated=())
+
+    def __call__(self, *args):
+        if self.convert:
+            return self.fn(*(_to_torch(a) for a in args))
+        try:
+            with warnings.catch_warnings():
+                # torch code handed NumPy arrays may warn on its way to the TypeError we retry on
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return self.fn(*args)
+        except (TypeError, AttributeError) as exc:
+            if _torch() is None or not any(_holds_numpy(a) for a in args):
+                raise
+            try:
+                out = self.fn(*(_to_torch(a) for a in args))
+            except Exception:  # noqa: BLE001 - not a torch function after all: the first error stands
+                raise exc from None
+            self.convert = True
+            return out
+
+
+def accept_torch(fn):
+    """``fn`` wrapped in :class:`TorchAdapter` (once)."""
+    return fn if isinstance(fn, TorchAdapter) else TorchAdapter(fn)
+
+
+def _holds_numpy(a) -> bool:
+    if isinstance(a, np.ndarray):
+        return True
+    if isinstance(a, (tuple, list)):
+        return any(_holds_numpy(o) for o in a)
+    if isinstance(a, dict):
+        return any(_holds_numpy(o) for o in a.values())
+    return False
+
+
+def _to_torch(a):
+    if isinstance(a, np.ndarray):
+        return _torch().from_numpy(np.ascontiguousarray(a))
+    if isinstance(a, tuple):
+        return tuple(_to_torch(o) for o in a)
+    if isinstance(a, list):
+        return [_to_torch(o) for o in a]
+    if isinstance(a, dict):
+        return {k: _to_torch(o) for k, o in a.items()}
+    return a
 
 
 def _out_spec(y):

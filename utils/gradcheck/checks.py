@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import numerical as num
-from ._eval import ComplexUnsupported, Evaluator, _flatten_out, output_like
+from ._eval import ComplexUnsupported, Evaluator, _flatten_out, accept_torch, output_like
 from ._tree import Leaf, StructureError, copy_tree, leaves_like, unflatten
 from .diagnose import diagnose, shape_message, worst_entries
 from .result import CheckResult
@@ -46,8 +46,10 @@ def _rms(v) -> float:
 
 
 def _check_callable(obj, name):
+    """``obj`` ready to be called with gradcheck's data: NumPy arrays, or tensors for torch code."""
     if not callable(obj):
         raise TypeError(f"{name} must be callable (a function), got {type(obj).__name__}")
+    return accept_torch(obj)
 
 
 def _tolerance(spec, rtol, table):
@@ -133,15 +135,16 @@ def _gradient_core(f, grad, x, *, rtol, n_dirs, seed, method, max_localize, kind
         # A large x and a costly f: two central differences (4 evaluations) settle a clear pass;
         # anything less clear is decided by Richardson differences along the same directions.
         dirs.append(draw())
-        ests = [num.directional(ev, d, "central", f_scale, h=num.central_step(ev, f_scale, abs(g @ d), tol))
-                for d in dirs]
+        # Central differences at Richardson's long step: least round-off, and their evaluations
+        # are the first half of the Richardson estimates that settle a doubtful case.
+        ests = [num.directional(ev, d, "central", f_scale, h=num.richardson_step(ev)) for d in dirs]
         yours, D, denom, err, tol_eff = compare(dirs, ests)
         if err <= tol_eff / THIN and tol_eff <= tol:
             return CheckResult(True, err, tol_eff, "ok",
                                f"your {kind} matches the numerical one along {len(dirs)} random directions",
                                n_evals=ev.n_evals, method="central", kind=kind, resolution=tol_eff / ATTENUATION)
         chosen, kink = "richardson", False
-        ests = [num.directional(ev, d, chosen, f_scale) for d in dirs]
+        ests = [num.directional(ev, d, chosen, f_scale, reuse=e) for d, e in zip(dirs, ests)]
     else:
         chosen, est0, kink = num.choose_method(ev, dirs[0], method, f_scale)
         # the complex step costs 1 evaluation a direction, Richardson 4: keep a check within 10
@@ -195,7 +198,7 @@ def _gradient_core(f, grad, x, *, rtol, n_dirs, seed, method, max_localize, kind
     code, msg = diagnose(np.where(mask, g, 0), np.where(mask, G, 0), spec.leaves, tol_full, what=kind)
     worst = worst_entries(np.where(mask, g, 0), np.where(mask, G, 0), spec.leaves)
     return CheckResult(False, full_err, tol_full, code, msg + note + hint, worst=worst, n_evals=ev.n_evals,
-                       method=chosen, kind=kind)
+                       method=chosen, kind=kind, resolution=tol_full)
 
 
 def _directional_diagnosis(ev, spec, g, dirs, yours, D, denom, tol_eff, chosen, f_scale, kind):
@@ -272,8 +275,8 @@ def check_gradient(f, grad, x, *, rtol=None, n_dirs=None, seed=0, method="auto",
     -------
     CheckResult
     """
-    _check_callable(f, "f")
-    _check_callable(grad, "grad")
+    f = _check_callable(f, "f")
+    grad = _check_callable(grad, "grad")
     return _gradient_core(f, grad, x, rtol=rtol, n_dirs=n_dirs, seed=seed, method=method,
                           max_localize=max_localize, kind="gradient", who="grad")
 
@@ -284,8 +287,13 @@ def check_vjp(f, vjp, x, *, rtol=None, n_dirs=None, seed=0, method="auto", max_l
     Uses ``vᵀ J = ∇_x ⟨v, f(x)⟩``: with a random cotangent ``v`` shaped like ``f(x)``, the
     VJP is checked as the gradient of the scalar ``x ↦ ⟨v, f(x)⟩``.
     """
-    _check_callable(f, "f")
-    _check_callable(vjp, "vjp")
+    f = _check_callable(f, "f")
+    vjp = _check_callable(vjp, "vjp")
+    return _vjp_core(f, vjp, x, rtol=rtol, n_dirs=n_dirs, seed=seed, method=method, max_localize=max_localize,
+                     kind="VJP", who="vjp")
+
+
+def _vjp_core(f, vjp, x, *, rtol, n_dirs, seed, method, max_localize, kind, who):
     spec, x0, ev = num._prepare(f, copy_tree(x), scalar=False)
     y0 = ev()
     rng = np.random.default_rng(seed + 7919)
@@ -297,7 +305,7 @@ def check_vjp(f, vjp, x, *, rtol=None, n_dirs=None, seed=0, method="auto", max_l
 
     scalar_ev = (spec, x0, Evaluator(phi, spec, x0, scalar=True))
     return _gradient_core(phi, lambda xx: vjp(xx, copy_tree(w_obj)), x, rtol=rtol, n_dirs=n_dirs, seed=seed,
-                          method=method, max_localize=max_localize, kind="VJP", who="vjp", scalar_ev=scalar_ev)
+                          method=method, max_localize=max_localize, kind=kind, who=who, scalar_ev=scalar_ev)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -376,14 +384,18 @@ def check_jvp(f, jvp, x, *, rtol=None, n_dirs=None, seed=0, method="auto") -> Ch
     ``J u`` is the directional derivative of ``f`` along ``u``: compared with finite
     differences along random ``u`` (passed to ``jvp`` in the structure of ``x``).
     """
-    _check_callable(f, "f")
-    _check_callable(jvp, "jvp")
+    f = _check_callable(f, "f")
+    jvp = _check_callable(jvp, "jvp")
+    return _jvp_check(f, jvp, x, rtol=rtol, n_dirs=n_dirs, seed=seed, method=method, kind="JVP", who="jvp")
+
+
+def _jvp_check(f, jvp, x, *, rtol, n_dirs, seed, method, kind, who):
     spec, x0, ev = num._prepare(f, copy_tree(x), scalar=False)
 
     def apply(d, out_leaf):
-        return _read_output(jvp(unflatten(x0, spec), unflatten(d, spec)), ev, out_leaf, "jvp", "JVP")
+        return _read_output(jvp(unflatten(x0, spec), unflatten(d, spec)), ev, out_leaf, who, kind)
 
-    return _jvp_core(ev, spec, x0, apply, rtol, n_dirs, seed, method, "JVP", "jvp")
+    return _jvp_core(ev, spec, x0, apply, rtol, n_dirs, seed, method, kind, who)
 
 
 def check_jacobian(f, jac, x, *, rtol=None, n_dirs=None, seed=0, method="auto", max_localize=2000) -> CheckResult:
@@ -392,8 +404,8 @@ def check_jacobian(f, jac, x, *, rtol=None, n_dirs=None, seed=0, method="auto", 
     The product J u with random u is compared with finite differences (the identity
     ⟨w, J u⟩ for all w); on failure the whole numerical Jacobian names the mistake.
     """
-    _check_callable(f, "f")
-    _check_callable(jac, "jac")
+    f = _check_callable(f, "f")
+    jac = _check_callable(jac, "jac")
     spec, x0, ev = num._prepare(f, copy_tree(x), scalar=False)
     if not spec.single_array:
         raise TypeError(f"check_jacobian: x must be a float, an array or a tensor, not {spec.describe()}; "
@@ -583,10 +595,10 @@ def check_hessian(f, hess, x, *, grad=None, rtol=None, n_pairs=3, seed=0, method
     the directional derivative along w of ``f`` (or of ``grad`` when given: more accurate);
     the student's H must also be symmetric, vᵀ H w = wᵀ H v.
     """
-    _check_callable(f, "f")
-    _check_callable(hess, "hess")
+    f = _check_callable(f, "f")
+    hess = _check_callable(hess, "hess")
     if grad is not None:
-        _check_callable(grad, "grad")
+        grad = _check_callable(grad, "grad")
     spec = num.spec_of(copy_tree(x))
     H, failed = _square(hess(copy_tree(x)), spec, "Hessian")
     if failed is not None:
@@ -601,10 +613,10 @@ def check_hvp(f, hvp, x, *, grad=None, rtol=None, n_pairs=3, seed=0, method="aut
     Compared through wᵀ (H v) for random v, w with second differences of ``f`` (or directional
     derivatives of ``grad`` when given), plus the symmetry vᵀ H w = wᵀ H v.
     """
-    _check_callable(f, "f")
-    _check_callable(hvp, "hvp")
+    f = _check_callable(f, "f")
+    hvp = _check_callable(hvp, "hvp")
     if grad is not None:
-        _check_callable(grad, "grad")
+        grad = _check_callable(grad, "grad")
     spec = num.spec_of(copy_tree(x))
     x0 = num.flatten(copy_tree(x), spec)
 

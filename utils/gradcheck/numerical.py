@@ -41,6 +41,7 @@ class Estimate:
     err: float
     kink: bool
     method: str
+    pair: tuple | None = None   # central: (f(x + h d), f(x − h d), h), reusable by Richardson
 
 
 def _norm(v) -> float:
@@ -52,11 +53,14 @@ def _eps(ev: Evaluator) -> float:
     return float(getattr(ev, "eps", None) or np.finfo(ev.real_dtype).eps)
 
 
-def directional(ev: Evaluator, d: np.ndarray, method: str, f_scale: float = 0.0, h: float | None = None) -> Estimate:
+def directional(ev: Evaluator, d: np.ndarray, method: str, f_scale: float = 0.0, h: float | None = None,
+                reuse: Estimate | None = None) -> Estimate:
     """Estimate the derivative of ``ev`` at its point along the (already scaled) direction ``d``.
 
-    ``h`` overrides the default step of the central scheme (ε^(1/3)); the error estimate then
-    covers round-off only, so a caller choosing ``h`` confirms doubtful results another way.
+    ``h`` overrides the step of the central scheme (default ε^(1/3)); its error estimate covers
+    round-off only, so a caller choosing a long step confirms doubtful results with Richardson.
+    ``reuse``: a central estimate along the same ``d`` at Richardson's step ε^(1/5), whose two
+    evaluations Richardson then reuses (2 more evaluations instead of 4).
     """
     if method == "complex":
         y = ev(1j * COMPLEX_H * d, complex_step=True)
@@ -72,14 +76,17 @@ def directional(ev: Evaluator, d: np.ndarray, method: str, f_scale: float = 0.0,
         return Estimate(value, eps * scale / h + h * _norm(value), False, "forward")
     if method not in ("central", "richardson"):
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if h is None or method != "central":
-        h = eps ** (1 / 3) if method == "central" else eps ** (1 / 5)
-    yp, ym = ev(h * d), ev(-h * d)
+    if method == "richardson" or h is None:
+        h = eps ** (1 / 3) if method == "central" else richardson_step(ev)
+    if reuse is not None and reuse.pair is not None and reuse.pair[2] == h:
+        yp, ym = reuse.pair[:2]
+    else:
+        yp, ym = ev(h * d), ev(-h * d)
     d1 = (yp - ym) / (2 * h)
     scale = max(_norm(yp), _norm(ym), f_scale)
     noise = 4 * eps * scale / h
     if method == "central":
-        return Estimate(d1, noise + _rounding_noise(ev, d, eps, h, d1, 0.0), False, "central")
+        return Estimate(d1, noise + _rounding_noise(ev, d, eps, h, d1, 0.0), False, "central", pair=(yp, ym, h))
     yp2, ym2 = ev(h / 2 * d), ev(-h / 2 * d)
     d2 = (yp2 - ym2) / h
     value = (4 * d2 - d1) / 3
@@ -101,6 +108,11 @@ def directional(ev: Evaluator, d: np.ndarray, method: str, f_scale: float = 0.0,
     return Estimate(value, 10 * noise + 1e-3 * gap, kink, "richardson")
 
 
+def richardson_step(ev: Evaluator) -> float:
+    """Richardson's first step ε^(1/5), ε of the precision ``ev``'s function computes in."""
+    return _eps(ev) ** (1 / 5)
+
+
 def _rounding_noise(ev, d, eps, h, d1, s1):
     """Rounding x0 + h d moves the point by ε|x0|: f changes by about its slope there, which the
     differences estimate as |D| + S(h)/h. It matters where f itself is ~0 but x is not."""
@@ -109,21 +121,6 @@ def _rounding_noise(ev, d, eps, h, d1, s1):
         return 0.0
     rel = max(1.0, float(np.max(np.abs(x0))) / max(float(np.sqrt(np.mean(d ** 2))), 1e-300))
     return 4 * eps * rel * (_norm(d1) + s1 / h) / h
-
-
-def central_step(ev: Evaluator, f_scale: float, slope: float, rtol: float) -> float:
-    """A central-difference step whose round-off stays 40× below ``rtol`` relative to ``slope``.
-
-    Round-off in a central difference is about 4 ε |f| / h; truncation grows like h². The
-    default ε^(1/3) balances both for |f| ≈ |D f|; where |f| is much larger than the slope (a
-    sum over much data), a longer step, at most Richardson's ε^(1/5), keeps round-off below the
-    tolerance. Truncation is not estimated: a caller confirms a doubtful verdict with Richardson.
-    """
-    eps = _eps(ev)
-    lo, hi = eps ** (1 / 3), eps ** (1 / 5)
-    if slope <= 0 or not np.isfinite(slope):
-        return lo
-    return float(min(hi, max(lo, 160 * eps * f_scale / (rtol * slope))))
 
 
 def complex_affordable(ev: Evaluator) -> bool:

@@ -76,8 +76,8 @@ def taylor_test(f, grad, x, direction=None, steps=None, seed=0) -> TaylorResult:
     -------
     TaylorResult with ``steps``, ``r0``, ``r1``, ``order0``, ``order1``, ``passed``.
     """
-    _check_callable(f, "f")
-    _check_callable(grad, "grad")
+    f = _check_callable(f, "f")
+    grad = _check_callable(grad, "grad")
     spec = spec_of(copy_tree(x))
     x0 = flatten(x, spec)
     if direction is None:
