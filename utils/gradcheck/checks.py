@@ -60,19 +60,8 @@ def _tolerance(spec, rtol, table):
     return float(rtol)
 
 
-def _direction_stream(x0, spec, seed):
-    """Per-entry scales s and a function drawing the next random direction s ∘ u, |u_j| ∈ [0.5, 1.5]."""
-    rng = np.random.default_rng(seed)
-    s = num.leaf_scales(x0, spec)
-
-    def draw():
-        return s * rng.choice([-1.0, 1.0], size=x0.size) * (0.5 + rng.random(x0.size))
-
-    return s, draw
-
-
 def _directions(x0, spec, k, seed):
-    s, draw = _direction_stream(x0, spec, seed)
+    s, draw = num.direction_stream(x0, spec, seed)
     return s, [draw() for _ in range(k)]
 
 
@@ -122,7 +111,7 @@ def _gradient_core(f, grad, x, *, rtol, n_dirs, seed, method, max_localize, kind
     if failed is not None:
         failed.n_evals = ev.n_evals
         return failed
-    s, draw = _direction_stream(x0, spec, seed)
+    s, draw = num.direction_stream(x0, spec, seed)
     dirs = [draw()]
 
     def compare(dirs, ests):

@@ -190,6 +190,18 @@ def leaf_scales(x0: np.ndarray, spec) -> np.ndarray:
     return s
 
 
+def direction_stream(x0: np.ndarray, spec, seed):
+    """Per-entry scales s and a function drawing the next random direction s ∘ u, |u_j| ∈ [0.5, 1.5]."""
+    rng = np.random.default_rng(seed)
+    s = leaf_scales(x0, spec)
+
+    def draw():
+        v = rng.random(x0.size)             # one draw an entry: v < 1/2 → u ∈ [−1.5, −0.5), else [0.5, 1.5)
+        return s * (2 * v - 0.5 - (v < 0.5))
+
+    return s, draw
+
+
 def full_jacobian(ev: Evaluator, x0: np.ndarray, spec, method: str, f_scale: float = 0.0):
     """Column by column: J[:, j] = D_{s_j e_j} f / s_j.
 
@@ -228,8 +240,8 @@ def _pick(ev, x0, spec, method):
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         return method
-    rng = np.random.default_rng(0)
-    d = leaf_scales(x0, spec) * rng.choice([-1.0, 1.0], size=x0.size) * (0.5 + rng.random(x0.size))
+    _, draw = direction_stream(x0, spec, 0)
+    d = draw()
     chosen, _, _ = choose_method(ev, d, "auto")
     return chosen
 
