@@ -526,6 +526,128 @@ def measure(sizes, detect_sizes, budget):
 
 
 # ---------------------------------------------------------------------------------------------
+# custom autograd Functions: gc.check_function vs torch.autograd.gradcheck
+
+FN_N = 12   # x = A⁻¹ b with A 12×12 (well conditioned), b of 12; softplus on 200 entries
+
+
+def _solve_function(mistake=None):
+    """x = A⁻¹ b; backward b̄ = A⁻ᵀ x̄, Ā = −b̄ xᵀ — or a planted mistake in it."""
+
+    class Solve(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, A, b):
+            x = torch.linalg.solve(A, b)
+            ctx.save_for_backward(A, x)
+            return x
+
+        @staticmethod
+        def backward(ctx, x_bar):
+            A, x = ctx.saved_tensors
+            b_bar = torch.linalg.solve(A.T, x_bar)
+            A_bar = -torch.outer(b_bar, x)
+            if mistake == "A_T":
+                A_bar = A_bar.T
+            elif mistake == "b_sign":
+                b_bar = -b_bar
+            elif mistake == "b_noT":
+                b_bar = torch.linalg.solve(A, x_bar)
+            elif mistake == "A_entry":
+                A_bar = A_bar.clone()
+                A_bar[3, 5] *= 1 + 1e-4
+            elif mistake == "b_entry":
+                b_bar = b_bar.clone()
+                b_bar[2] *= 1 + 1e-6
+            return A_bar, b_bar
+
+    return Solve
+
+
+def _softplus_function(mistake=None):
+    """y = log(1 + eˣ) elementwise; backward x̄ = σ(x) ∘ ȳ — or a planted mistake."""
+
+    class Softplus(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return torch.nn.functional.softplus(x)
+
+        @staticmethod
+        def backward(ctx, y_bar):
+            (x,) = ctx.saved_tensors
+            if mistake == "no_ybar":
+                return torch.sigmoid(x)              # forgot the chain rule's ȳ
+            if mistake == "half":
+                return 0.5 * torch.sigmoid(x) * y_bar
+            return torch.sigmoid(x) * y_bar
+
+    return Softplus
+
+
+FN_CASES = [  # (key, label, builder of (Function class, inputs))
+    ("solve_ok", "control: x = A⁻¹b, correct backward", lambda: ("solve", None)),
+    ("solve_A_T", "Ā returned transposed", lambda: ("solve", "A_T")),
+    ("solve_b_sign", "b̄ with the wrong sign", lambda: ("solve", "b_sign")),
+    ("solve_b_noT", "b̄ = A⁻¹x̄ instead of A⁻ᵀx̄", lambda: ("solve", "b_noT")),
+    ("solve_A_entry", "one entry of Ā × (1 + 10⁻⁴)", lambda: ("solve", "A_entry")),
+    ("solve_b_entry", "one entry of b̄ × (1 + 10⁻⁶)", lambda: ("solve", "b_entry")),
+    ("softplus_ok", "control: softplus, correct backward", lambda: ("softplus", None)),
+    ("softplus_no_ybar", "softplus backward forgets ȳ", lambda: ("softplus", "no_ybar")),
+    ("softplus_half", "softplus backward × ½", lambda: ("softplus", "half")),
+]
+
+
+def _fn_problem(kind, mistake):
+    g = torch.Generator().manual_seed(SEED)
+    if kind == "solve":
+        A = torch.randn(FN_N, FN_N, generator=g, dtype=torch.float64) + FN_N ** 0.5 * torch.eye(FN_N, dtype=torch.float64)
+        b = torch.randn(FN_N, generator=g, dtype=torch.float64)
+        return _solve_function(mistake), (A.requires_grad_(), b.requires_grad_())
+    x = torch.randn(200, generator=g, dtype=torch.float64)
+    return _softplus_function(mistake), (x.requires_grad_(),)
+
+
+def measure_functions():
+    """Each case: gc.check_function and torch.autograd.gradcheck (slow, fast) — verdict, forward calls, time."""
+    out = {}
+    for key, _, build in FN_CASES:
+        cls, inputs = _fn_problem(*build())
+        row = {}
+        counted = Counted(cls.apply)
+        t = time.perf_counter()
+        r = gc.check_function(counted, *inputs, jvp=False)
+        row["gradcheck"] = Outcome(bool(r.passed), counted.n, time.perf_counter() - t, r.error, r.diagnosis,
+                                   r.message, tolerance=r.tolerance)
+        for name, fast in (("torch_slow", False), ("torch_fast", True)):
+            counted = Counted(cls.apply)
+            torch.manual_seed(SEED)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                t = time.perf_counter()
+                ok = torch.autograd.gradcheck(counted, inputs, fast_mode=fast, raise_exception=False)
+                sec = time.perf_counter() - t
+            row[name] = Outcome(bool(ok), counted.n, sec)
+        out[key] = row
+    return out
+
+
+def function_table(fn) -> list[str]:
+    lines = ["| case | **gc.check_function** | torch slow | torch fast |", "|---|---|---|---|"]
+    for key, label, _ in FN_CASES:
+        control = key.endswith("_ok")
+        cells = []
+        for c in ("gradcheck", "torch_slow", "torch_fast"):
+            o = fn[key][c]
+            verdict = ("passes" if o.passed else "**false alarm**") if control else \
+                ("caught" if not o.passed else "**missed**")
+            if c == "gradcheck" and not control and not o.passed:
+                verdict += f" `{o.diagnosis}`"
+            cells.append(f"{verdict} · {o.n_evals:,}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
 # formatting
 
 def fmt_time(s: float) -> str:
@@ -656,7 +778,7 @@ def detection_table(n, d, notes) -> list[str]:
     return lines
 
 
-def render(sizes, detect_sizes, f64, f32, det, skips, seconds) -> str:
+def render(sizes, detect_sizes, f64, f32, det, skips, seconds, fn=None) -> str:
     notes = Notes(skips)
     notes.stopped = stopped_note(f32)
     out = [f"Measured by `benchmarks/bench_gradcheck.py`{' --quick' if sizes != SIZES else ''} in "
@@ -681,6 +803,12 @@ def render(sizes, detect_sizes, f64, f32, det, skips, seconds) -> str:
                 "the student's gradient as backward; the controls too); scipy gets X flattened (it refuses a "
                 "matrix).", ""]
         out += detection_table(n, det[n], notes)
+    if fn:
+        out += ["", f"**Custom autograd Functions** — `gc.check_function(Fn, *inputs)` against "
+                "`torch.autograd.gradcheck(Fn.apply, inputs)` (slow and fast mode, defaults), both checking the "
+                f"hand-written backward against finite differences of forward: x = A⁻¹b with A {FN_N}×{FN_N} "
+                "(both inputs require grad), softplus on 200 entries. Each cell: verdict · forward calls.", ""]
+        out += function_table(fn)
     out += ["", "**gradcheck's diagnosis of each patterned mistake** (`CheckResult.message`; f-evaluations of "
             "the failing check):", ""]
     for n in detect_sizes:
@@ -699,7 +827,7 @@ def render(sizes, detect_sizes, f64, f32, det, skips, seconds) -> str:
     return "\n".join(out) + "\n"
 
 
-def targets(sizes, f64, f32, det) -> list[str]:
+def targets(sizes, f64, f32, det, fn=None) -> list[str]:
     """The issue's targets for gradcheck, each MET or MISSED, with the numbers."""
     rows = []
     gc64, gc32 = f64["gradcheck"], f32["gradcheck"]
@@ -714,9 +842,22 @@ def targets(sizes, f64, f32, det) -> list[str]:
         rows.append(f"- {'MET' if not o.passed else 'MISSED'}: catches a 10⁻⁶ single-entry bug at n = 10² "
                     f"(error {o.error:.2e}, `{o.diagnosis}`: “{o.message}”, {o.n_evals} evaluations)")
     if 10_000 in det:
-        o = det[10_000]["entry0.0001"]["gradcheck"]
-        rows.append(f"- {'MET' if not o.passed else 'MISSED'}: catches a 10⁻⁴ single-entry bug at n = 10⁴ "
-                    f"(error {o.error:.2e}, `{o.diagnosis}`: “{o.message}”, {o.n_evals} evaluations)")
+        for key, tex in (("entry0.0001", "10⁻⁴"), ("entry1e-06", "10⁻⁶")):
+            o = det[10_000][key]["gradcheck"]
+            rows.append(f"- {'MET' if not o.passed else 'MISSED'}: catches a {tex} single-entry bug at n = 10⁴ "
+                        f"(error {o.error:.2e}, `{o.diagnosis}`: “{o.message}”, {o.n_evals} evaluations)")
+    both = [n for n in sizes if f64["torch_fast"][n].passed is not None and f64["gradcheck"][n].passed is not None]
+    slower = [n for n in both if f64["gradcheck"][n].seconds > f64["torch_fast"][n].seconds]
+    ratios = ", ".join(f"{fmt_n(n)}: {f64['gradcheck'][n].seconds / f64['torch_fast'][n].seconds:.2f}" for n in both)
+    rows.append(f"- {'MET' if not slower else 'MISSED'}: wall time of a correct check ≤ torch fast mode's at every n, "
+                f"same run (gradcheck / torch fast: {ratios})")
+    if fn:
+        fails = [k for k, _, _ in FN_CASES if (fn[k]["gradcheck"].passed is not k.endswith("_ok"))]
+        torch_missed = [lbl for k, lbl, _ in FN_CASES if not k.endswith("_ok") and fn[k]["torch_slow"].passed]
+        rows.append(f"- {'MET' if not fails else 'MISSED'}: check_function catches every planted backward mistake "
+                    f"and passes the controls ({len(FN_CASES)} cases)"
+                    + (f" — wrong on: {', '.join(fails)}" if fails else "")
+                    + (f"; torch slow mode misses: {', '.join(torch_missed)}" if torch_missed else ""))
     alarms = [f"{dt} n = {fmt_n(n)} (error {r.error:.2e} > tolerance {r.tolerance:.1e}: “{r.message}”)"
               for dt, tbl in (("float64", gc64), ("float32", gc32)) for n, r in tbl.items() if not r.passed]
     alarms += [f"{LABELS[k]} n = {fmt_n(n)}" for n in det for k in ("correct", "trace_correct")
@@ -771,8 +912,10 @@ def main(argv=None):
     t0 = time.perf_counter()
     np.seterr(all="ignore")
     f64, f32, det, skips = measure(sizes, detect_sizes, args.budget)
-    text = render(sizes, detect_sizes, f64, f32, det, skips, time.perf_counter() - t0)
-    text += "\n**Targets for gradcheck** (from the issue):\n\n" + "\n".join(targets(sizes, f64, f32, det)) + "\n"
+    log("custom autograd Functions")
+    fn = measure_functions()
+    text = render(sizes, detect_sizes, f64, f32, det, skips, time.perf_counter() - t0, fn)
+    text += "\n**Targets for gradcheck** (from the issue):\n\n" + "\n".join(targets(sizes, f64, f32, det, fn)) + "\n"
     print(text, end="", flush=True)
     if args.write_readme:
         write_readme(text)
