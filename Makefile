@@ -44,8 +44,8 @@ REPO_TESTS := $(filter-out tests/test_grading_%,$(wildcard tests/test_*.py))
 test-repo: install ## repo-level tests: pins, layout, notebooks' hygiene, the sandbox, bench smoke test
 	$(PYTEST) $(REPO_TESTS)
 
-test-utils: install ## the gradcheck package
-	$(PYTEST) utils/tests
+test-utils: install ## the gradcheck package (its tests, its README's examples and docstrings as doctests)
+	cd utils && $(abspath $(PY)) -m pytest -p no:cacheprovider tests --doctest-modules gradcheck --doctest-glob=README.md README.md
 
 # One BLAS thread: on a shared 2-core machine threaded BLAS made small SVDs 50x slower.
 test-lectures: install ## re-run every lecture and compare its stored outputs (nbval, strict)

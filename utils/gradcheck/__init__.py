@@ -24,7 +24,7 @@ from .result import CheckResult
 from .taylor import TaylorResult, taylor_test
 from .torchfn import assert_function, check_function
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["check_gradient", "check_jacobian", "check_vjp", "check_jvp", "check_hessian", "check_hvp",
            "assert_gradient", "assert_jacobian", "assert_vjp", "assert_jvp", "assert_hessian", "assert_hvp",
            "check_function", "assert_function",
