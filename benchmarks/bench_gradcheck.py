@@ -782,8 +782,9 @@ def render(sizes, detect_sizes, f64, f32, det, skips, seconds, fn=None) -> str:
     notes = Notes(skips)
     notes.stopped = stopped_note(f32)
     out = [f"Measured by `benchmarks/bench_gradcheck.py`{' --quick' if sizes != SIZES else ''} in "
-           f"{seconds:.0f} s, single-threaded, on a shared {os.cpu_count()}-core machine (wall times vary "
-           f"±40 % between runs): Python {platform.python_version()}, numpy {np.__version__}, scipy "
+           f"{seconds:.0f} s, single-threaded, on a shared {os.cpu_count()}-core machine (load average "
+           f"{os.getloadavg()[0]:.1f} at the end; wall times vary ±40 % between runs, more under load — compare "
+           f"checkers within a run): Python {platform.python_version()}, numpy {np.__version__}, scipy "
            f"{scipy.__version__}, torch {torch.__version__.split('+')[0]}, gradcheck {gc.__version__}. "
            "f(x) = ½‖Ax − b‖² + 0.1·Σ log(1 + eˣ), A 50×n; A, b, x standard normal, seeded; float64 unless "
            "said. Checkers:", ""]
