@@ -22,7 +22,7 @@ import numpy as np
 from . import numerical as num
 from ._eval import ComplexUnsupported, Evaluator, _flatten_out, accept_torch, output_like
 from ._tree import Leaf, StructureError, copy_tree, leaves_like, unflatten
-from .diagnose import diagnose, shape_message, worst_entries
+from .diagnose import diagnose, sentence, shape_message, worst_entries
 from .result import CheckResult
 
 C2 = 13.0 / 12.0          # second moment of the direction entries
@@ -205,7 +205,7 @@ def _directional_diagnosis(ev, spec, g, dirs, yours, D, denom, tol_eff, chosen, 
     # (a tiny single-entry error along two or three directions is nearly proportional too)
     explained = resid <= close and resid <= 0.01 * _rms(yours - D) / denom
     if explained and abs(c + 1) <= close:
-        return "sign", f"sign flipped: your {kind} is minus the true one"
+        return "sign", sentence("sign", kind)
     if explained and abs(c - 1) > close and c != 0:
         return "factor", f"off by a constant factor: your {kind} is ≈ {c:.4g} × the true one"
     leaf = spec.leaves[0] if spec.single_array else None
@@ -214,12 +214,10 @@ def _directional_diagnosis(ev, spec, g, dirs, yours, D, denom, tol_eff, chosen, 
         flipped = [d.reshape(n, n).T.reshape(-1) for d in dirs]
         Dt = np.array([float(np.real(num.directional(ev, d, chosen, f_scale).value)) for d in flipped])
         if _rms(yours - Dt) / denom <= close:
-            return "transposed", (f"transposed: your {kind} equals the true one transposed — the gradient with "
-                                  "respect to a matrix X has entry (i, j) = ∂f/∂X_ij; return its .T")
+            return "transposed", sentence("transposed", kind)
         yours_sym = np.array([g @ ((d + t) / 2) for d, t in zip(dirs, flipped)])
         if _rms(yours_sym - (D + Dt) / 2) / denom <= close:
-            return "symmetric_part", (f"only the symmetric part is right: (G + Gᵀ)/2 matches but G does not — "
-                                      "did you assume a symmetric matrix?")
+            return "symmetric_part", sentence("symmetric_part", kind)
     return "mismatch", f"your {kind} differs from the numerical one"
 
 
@@ -533,7 +531,7 @@ def _hessian_core(f, x, user_Hv, user_full, grad, rtol, n_pairs, seed, method, m
         return CheckResult(False, err, tol_eff, "not_symmetric", f"your {kind} is not symmetric: vᵀHw ≠ wᵀHv",
                            n_evals=ev.n_evals, method=chosen, kind=kind, resolution=tol_eff / ATTENUATION ** 2)
     c = float(yours_b @ num_b / max(num_b @ num_b, TINY))
-    code, msg = ("sign", f"sign flipped: your {kind} is minus the true one") if abs(c + 1) < 1e-6 else \
+    code, msg = ("sign", sentence("sign", kind)) if abs(c + 1) < 1e-6 else \
         ("mismatch", f"your {kind} differs from {how}; x has {N} entries, more than max_localize={max_localize}")
     return CheckResult(False, err, tol_eff, code, msg, n_evals=ev.n_evals, method=chosen, kind=kind, resolution=tol_eff / ATTENUATION ** 2)
 

@@ -1,25 +1,59 @@
 """Name the classic mistakes in a derivative, in plain words.
 
-Each diagnosis is a short code and a sentence. Codes:
-
-``nan``            NaN or inf in the result
-``wrong_shape``    flattened, row vs column, missing or extra dimension, transposed shape
-``sign``           yours ≈ −expected
-``factor``         yours ≈ c · expected (c named: 2, 1/2, n, 1/n, …)
-``transposed``     yours ≈ expectedᵀ (square matrix input)
-``symmetric_part`` yours + yoursᵀ ≈ expected + expectedᵀ, but not yours ≈ expected
-``not_symmetric``  a Hessian that is not symmetric
-``few_entries``    the error sits in a few entries (named)
-``mismatch``       none of the above
-``kink``           finite differences disagree at two steps: f is not smooth near x
+Each diagnosis is a short code and a sentence; :data:`DIAGNOSES` is the one registry of codes,
+what each means and how it is detected (``CheckResult`` accepts no other code, and a test keeps
+the README's list in step with it).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 
 from ._tree import Leaf
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """A diagnosis code: what it says about the derivative, how it is detected, and its sentence."""
+
+    code: str
+    meaning: str
+    detected: str
+    sentence: str = ""   # template: {what} ("gradient", "VJP", …), {where} (" for x[1]" or "")
+
+
+DIAGNOSES: dict[str, Diagnosis] = {d.code: d for d in [
+    Diagnosis("ok", "the derivative matches", "every compared quantity within the tolerance"),
+    Diagnosis("nan", "NaN or inf in the result", "a non-finite entry in what the function under test returned"),
+    Diagnosis("wrong_shape", "flattened, row vs column, missing or extra dimension, transposed shape",
+              "the returned shape differs from the point's (or f(x)'s) shape"),
+    Diagnosis("sign", "yours ≈ −expected", "yours + expected ≈ 0 (a constant ratio −1 along random directions)",
+              "sign flipped: your {what} is minus the true one"),
+    Diagnosis("factor", "yours ≈ c · expected (c named: 2, 1/2, n, 1/n, …)",
+              "a constant ratio c ≠ 1 that explains the whole error"),
+    Diagnosis("transposed", "yours ≈ expectedᵀ (square matrix input)",
+              "yours equals the transposed numerical derivative (or ⟨g, d⟩ = D_{dᵀ} f along random d)",
+              "transposed{where}: your {what} equals the true one transposed — the gradient with respect to a matrix X "
+              "has entry (i, j) = ∂f/∂X_ij; return its .T"),
+    Diagnosis("symmetric_part", "only the symmetric part is right: yours + yoursᵀ ≈ expected + expectedᵀ",
+              "the symmetric parts agree where the matrices do not",
+              "only the symmetric part is right{where}: (G + Gᵀ)/2 matches but G does not — did you assume a symmetric "
+              "matrix (e.g. write 2AX where A + Aᵀ is needed)?"),
+    Diagnosis("not_symmetric", "a Hessian that is not symmetric", "vᵀHw ≠ wᵀHv for the function under test"),
+    Diagnosis("few_entries", "the error sits in a few entries (named)",
+              "all but a few entries agree with the whole numerical derivative"),
+    Diagnosis("kink", "f is not smooth near x: the check is unreliable there (passes, with a note)",
+              "second differences shrink like h, not h², or differences at two steps disagree"),
+    Diagnosis("mismatch", "wrong, in none of the patterns above", "none of the patterns explains the error"),
+]}
+
+
+def sentence(code: str, what: str = "gradient", where: str = "") -> str:
+    """The registry's sentence for ``code``, filled in."""
+    return DIAGNOSES[code].sentence.format(what=what, where=where)
+
 
 MAX_WORST = 5
 
@@ -99,7 +133,7 @@ def diagnose(yours: np.ndarray, expected: np.ndarray, leaves: list, tol: float, 
     close = max(10 * tol, 1e-6)
     total = _norm(yours - expected)
     if _norm(yours + expected) <= close * ref:
-        return "sign", f"sign flipped: your {what} is minus the true one (check the sign of each term)"
+        return "sign", sentence("sign", what) + " (check the sign of each term)"
     e2 = float(np.dot(expected, expected))
     if e2 > 0:
         c = float(np.dot(yours, expected) / e2)
@@ -126,11 +160,9 @@ def diagnose(yours: np.ndarray, expected: np.ndarray, leaves: list, tol: float, 
             continue
         where = "" if leaf.path == "x" else f" for {leaf.path}"
         if _norm(Y.T - E) <= close * ref:
-            return "transposed", (f"transposed{where}: your {what} equals the true one transposed — "
-                                  "the gradient with respect to a matrix X has entry (i, j) = ∂f/∂X_ij; return its .T")
+            return "transposed", sentence("transposed", what, where)
         if _norm((Y + Y.T) - (E + E.T)) <= close * ref:
-            return "symmetric_part", (f"only the symmetric part is right{where}: (G + Gᵀ)/2 matches but G does not — "
-                                      "did you assume a symmetric matrix (e.g. write 2AX where A + Aᵀ is needed)?")
+            return "symmetric_part", sentence("symmetric_part", what, where)
     err = np.abs(yours - expected)
     order = np.argsort(-err)
     n = err.size

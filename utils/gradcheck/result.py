@@ -19,8 +19,8 @@ class CheckResult:
     tolerance : float
         The relative tolerance the error was compared with.
     diagnosis : str
-        A short code: ``ok``, ``sign``, ``factor``, ``transposed``, ``symmetric_part``,
-        ``wrong_shape``, ``nan``, ``few_entries``, ``not_symmetric``, ``kink``, ``mismatch``.
+        A short code from :data:`gradcheck.diagnose.DIAGNOSES` (``ok``, ``sign``, ``factor``,
+        ``transposed``, …), which says what each means and how it is detected.
     message : str
         One or two sentences saying what is wrong and what to do.
     worst : list of dict
@@ -47,6 +47,11 @@ class CheckResult:
     method: str = ""
     kind: str = "gradient"
     resolution: float = float("nan")
+
+    def __post_init__(self):
+        from .diagnose import DIAGNOSES
+        if self.diagnosis not in DIAGNOSES:
+            raise ValueError(f"unknown diagnosis code {self.diagnosis!r}; add it to gradcheck.diagnose.DIAGNOSES")
 
     def __bool__(self) -> bool:
         return bool(self.passed)

@@ -41,3 +41,16 @@ def test_errors_do_not_come_from_deep_inside_numpy():
     with pytest.raises(TypeError) as info:
         gc.check_gradient(f, g, [1, 2])
     assert "x[0]" in str(info.value)
+
+
+def test_diagnosis_codes_come_from_one_registry():
+    from pathlib import Path
+
+    from gradcheck.diagnose import DIAGNOSES
+    with pytest.raises(ValueError, match="unknown diagnosis code"):
+        gc.CheckResult(False, 1.0, 1e-9, "wrong_sign", "")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    undocumented = [code for code in DIAGNOSES if code != "ok" and f"`{code}`" not in readme]
+    assert not undocumented, f"utils/README.md does not list {undocumented}"
+    for d in DIAGNOSES.values():
+        assert d.meaning and d.detected, d
