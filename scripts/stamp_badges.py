@@ -51,7 +51,6 @@ def setup_source() -> str:
 NB_LINK = re.compile(r"(?P<link>(?<!!)\[(?P<text>[^\]\n]*)\]\((?P<target>(?![a-zA-Z][a-zA-Z0-9+.-]*:|[#/])"
                      r"[^)\s]+?\.ipynb)(?P<fragment>#[^)\s]*)?\))"
                      r"(?P<companion><sup>\[Colab\]\([^)\s]*\)</sup>)?")
-COMPANION = re.compile(r"<sup>\[Colab\]\(https://colab\.research\.google\.com/[^)\s]*\)</sup>")
 
 
 def link_target(nb_path: Path, target: str) -> Path | None:

@@ -50,7 +50,7 @@ def test_links_between_notebooks_resolve_in_jupyterlab_and_colab(path):
     assert not problems, "\n".join(problems)
 
 
-def test_link_stamping_is_idempotent_and_follows_course_toml(tmp_path):
+def test_link_stamping_is_idempotent_and_follows_course_toml():
     nb = ROOT / "lectures" / "01_rank_and_regularization.ipynb"
     text = "See [Lecture 2](02_low_rank_skeleton_cur.ipynb), [a missing one](99_none.ipynb), ![img](x.ipynb)."
     once = stamp_badges.stamp_links(text, nb)

@@ -20,7 +20,6 @@ import html
 import re
 import shutil
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import nbformat
 from docutils import nodes
@@ -230,7 +229,7 @@ class Bibliography(_Generated):
 # ------------------------------------------------------------------------------------------------
 # Repository files included as pages
 
-def rewrite_links(text: str, source: Path, page_dir: Path) -> str:
+def rewrite_links(text: str, source: Path) -> str:
     """Relative links of a repository file included in a page: a site page stays a page, any other
     file of the repository becomes its GitHub URL."""
     def repl(m):
@@ -256,7 +255,7 @@ def expand_includes(app, docname, source):
         if not path.is_file():
             raise FileNotFoundError(f"{docname}: course:include of a missing file {m['path']}")
         app.env.note_dependency(str(path))
-        return rewrite_links(path.read_text(encoding="utf-8"), path, ROOT)
+        return rewrite_links(path.read_text(encoding="utf-8"), path)
     source[0] = INCLUDE.sub(repl, source[0])
 
 

@@ -92,7 +92,6 @@ def site_page(browser, site_url):
     context = browser.new_context(viewport={"width": 1300, "height": 900})
     context.set_default_timeout(300_000)  # a safety net on a loaded machine, not a margin
     log = {"outside": [], "failed": [], "console": []}
-    host = site_url.split("://")[1]
     context.route(re.compile(r"^(?!" + re.escape(site_url) + r"|data:|about:|blob:)"),
                   lambda route: (log["outside"].append(route.request.url), route.abort()))
     context.on("requestfailed", lambda r: None if r.url in log["outside"] else log["failed"].append(f"{r.url}: {r.failure}"))
@@ -100,7 +99,7 @@ def site_page(browser, site_url):
     page = context.new_page()
     page.on("console", lambda m: log["console"].append(f"{page.url}: {m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: log["console"].append(f"{page.url}: page error: {e}"))
-    page.site_log, page.site_host = log, host
+    page.site_log = log
     yield page
     context.close()
 
