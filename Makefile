@@ -64,7 +64,7 @@ bench-grading: install ## plain nbgrader vs our sandboxed grader on 40 submissio
 clean: ## remove caches (keeps .venv)
 	find . -name __pycache__ -prune -exec rm -rf {} + ; rm -rf .pytest_cache .hypothesis
 
-badges: install ## stamp Colab badges and setup cells from course.toml
+badges: install ## stamp Colab badges, setup cells, Colab links and the README lecture table
 	$(PY) scripts/stamp_badges.py
 
 # Grading targets (release, collect, autograde, feedback, grades, student-repo, test-grading).

@@ -74,3 +74,13 @@ def test_top_level_layout():
     ignored = (ROOT / ".gitignore").read_text()
     for pattern in [".venv/", "grading/gradebook.db", "grading/submitted/", ".ipynb_checkpoints/"]:
         assert pattern in ignored, pattern
+
+
+def test_site_stack_is_pinned_in_both_and_installed():
+    """`make site` is built with exactly these (requirements.txt and environment.yml agree, above)."""
+    from importlib.metadata import version
+
+    req = requirements()
+    for name in ["sphinx", "myst-parser", "myst-nb", "pydata-sphinx-theme", "sphinx-book-theme"]:
+        assert name in req, f"requirements.txt must pin {name} (the site's stack)"
+        assert version(name) == req[name], f"installed {name} {version(name)} != pinned {req[name]}: make install"
