@@ -29,8 +29,9 @@ if shutil.which("bwrap") is None or os.geteuid() != 0:
 
 REAL = Course.default()
 AID = "hw1_matrix_gradients"
-# correct answers graded in the same batch as the attacks (their kernels must be unharmed)
-NEIGHBOURS = ("hw1_matrix_gradients", "hw4_low_rank", "hw5_solver_derivatives", "hw6_randomized_low_rank")
+# correct answers graded in the same batch as the attacks (their kernels must be unharmed). Not the torch
+# assignments (hw3, hw5): a cold `import torch` under heavy load can outlast this batch's 10 s cell timeout.
+NEIGHBOURS = ("hw1_matrix_gradients", "hw4_low_rank", "hw6_randomized_low_rank")
 FLAGGED = {"hostile_patch_checker": "tampering suspected", "hostile_input_transformer": "tampering suspected",
            "hostile_os_exit": "kernel died", "hostile_loop_in_function": "CallTimeout",
            "hostile_loop_top_level": "timed out", "hostile_memory_bomb": "MemoryError",
