@@ -29,6 +29,9 @@ if shutil.which("bwrap") is None or os.geteuid() != 0:
 
 REAL = Course.default()
 AID = "hw1_matrix_gradients"
+# correct answers graded in the same batch as the attacks (their kernels must be unharmed). Not the torch
+# assignments (hw3, hw5): a cold `import torch` under heavy load can outlast this batch's 10 s cell timeout.
+NEIGHBOURS = ("hw1_matrix_gradients", "hw4_low_rank", "hw6_randomized_low_rank")
 FLAGGED = {"hostile_patch_checker": "tampering suspected", "hostile_input_transformer": "tampering suspected",
            "hostile_os_exit": "kernel died", "hostile_loop_in_function": "CallTimeout",
            "hostile_loop_top_level": "timed out", "hostile_memory_bomb": "MemoryError",
@@ -47,7 +50,7 @@ def batch(tmp_path_factory):
     rel = nbutil.read_nb(REAL.release / AID / f"{AID}.ipynb")
     built = hostile.build(AID, source, rel, f"{AID}.ipynb", db_path=str(course.db_path),
                           solutions_path=str((REAL.source / AID / f"{AID}.ipynb").resolve()))
-    correct = [s for aid in ("hw1_matrix_gradients", "hw4_low_rank")
+    correct = [s for aid in NEIGHBOURS
                for s in samples.build_course(course, assignments=[aid]) if s.name == "solution"]
     expected = samples.write(built + correct, course.submitted)
     results = grade_submissions(course, course.submissions(), progress=False, engine="sandbox", jobs=2)
