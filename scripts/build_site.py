@@ -51,6 +51,14 @@ SUMMARIES = {
                             "backpropagation by hand checked against `torch.autograd`.",
     "06_vjp_jvp_hvp": "Vector-Jacobian and Jacobian-vector products, a small reverse-mode AD in NumPy, and "
                       "Hessian-vector products for Newton-CG.",
+    "09_implicit_differentiation_adjoint": "Differentiating through solvers: VJPs of linear solves, least squares and ridge, "
+                                           "the hypergradient of $\\lambda$, the implicit function theorem, the adjoint method, "
+                                           "custom `torch.autograd.Function`s, eigenvalue and singular value derivatives and their "
+                                           "failure at crossings.",
+    "10_randomized_low_rank": "The randomized range finder and SVD with oversampling and power iterations, the "
+                              "Halko–Martinsson–Tropp bounds, the cost in matrix–vector products, pivoted QR and the "
+                              "interpolative decomposition, compared with the skeleton and cross approximation of Lecture 2 "
+                              "on the same matrices.",
 }
 
 # Page-specific pieces on top of nbconvert's `lab` template (which stays the source of everything else).
