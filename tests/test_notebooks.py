@@ -26,6 +26,12 @@ def test_lectures_are_numbered_from_01_without_gaps():
     assert len(LECTURES) >= 8 and numbers == list(range(1, len(LECTURES) + 1)), [p.name for p in LECTURES]
 
 
+def test_every_lecture_is_in_the_readme_table():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    missing = [p.name for p in LECTURES if f"](lectures/{p.name})" not in readme]
+    assert len(LECTURES) >= 6 and not missing, f"README's lecture table lacks {missing}"
+
+
 @pytest.mark.parametrize("path", STUDENT_FACING, ids=ids(STUDENT_FACING))
 def test_badge_points_at_own_path_and_setup_cell_present(path):
     nb = read_nb(path)
