@@ -184,19 +184,18 @@ def grade_many(jobs: list[Job], n_workers: int, options: Options | None = None):
             if options.job_timeout and current:
                 timeout = max(0.0, min(t for _, t in current.values()) + options.job_timeout - time.monotonic())
             ready = sel.select(timeout)
-            if not ready and options.job_timeout:
-                for key in list(sel.get_map().values()):
-                    i, proc = key.data
-                    if i in current and time.monotonic() - current[i][1] >= options.job_timeout:
-                        job, started = current.pop(i)
-                        sel.unregister(proc.stdout)
-                        proc.kill()
-                        proc.wait()
-                        yield _failure(job, f"the job ran past its deadline of {options.job_timeout:g} s: "
-                                            "the worker was killed", time.monotonic() - started)
-                        if todo:
-                            start_worker(i)
-                continue
+            for key in list(sel.get_map().values()) if options.job_timeout else []:
+                i, proc = key.data
+                if i in current and time.monotonic() - current[i][1] >= options.job_timeout:
+                    job, started = current.pop(i)
+                    sel.unregister(proc.stdout)
+                    proc.kill()
+                    proc.wait()
+                    ready = [(k, e) for k, e in ready if k.data[0] != i]
+                    yield _failure(job, f"the job ran past its deadline of {options.job_timeout:g} s: "
+                                        "the worker was killed", time.monotonic() - started)
+                    if todo:
+                        start_worker(i)
             for key, _ in ready:
                 i, proc = key.data
                 line = proc.stdout.readline()
