@@ -10,7 +10,7 @@ budget. Hits are counted by the kernel (``oom_kill``, ``pids.events max``) and r
 Both layouts are handled: cgroup v2 (one directory; created under the grader's own cgroup when
 it may delegate, else under the root) and v1 (a directory per controller, under the grader's own
 group of each hierarchy). Where neither can be written, :meth:`KernelCgroup.create` returns None
-and the per-process limits and the uid's process limit remain (``available()`` says which).
+and the per-process limits and the uid's process limit remain.
 """
 from __future__ import annotations
 
@@ -215,16 +215,3 @@ def _remove_dir(d: str) -> bool:
         return True
     except OSError:
         return False
-
-
-def available() -> str:
-    """Which per-kernel budget this machine gives (for messages and the README)."""
-    cg = KernelCgroup.create(f"probe-{os.getpid()}", _ProbeLimits())
-    if cg is None:
-        return "none (per-process limits only)"
-    cg.remove()
-    return f"cgroup v{cg.version}"
-
-
-class _ProbeLimits:
-    memory, processes, cpus = 2**30, 64, 1.0
