@@ -370,6 +370,27 @@ def test_a_job_past_its_deadline_is_not_graded_and_autograde_fails(released, tmp
         assert grades_ and all(g.auto_score is None and g.needs_manual_grade for g in grades_)
 
 
+def test_a_submission_past_its_time_budget_is_not_graded(released, tmp_path):
+    """Slow only when the grader calls: each graded call sleeps 3 s, at least 9 s in all against a
+    budget of 5 s -- whatever the load, the rest is not run and the submission is NOT graded."""
+    course = fresh(released, tmp_path / "c", timeout=30)
+    course.config.Sandbox.submission_budget = 5
+    nb = [s for s in samples.build_course(course) if s.name == "solution"][0].notebooks["toy.ipynb"]
+    for c in nb["cells"]:
+        if nbutil.grade_id(c) == "answer_grad":
+            c["source"] = nbutil.src(c) + ("\n_fast = grad_f\ndef grad_f(A, x):\n    import threading, time\n"
+                                           "    if threading.current_thread().name == 'sg-agent':\n"
+                                           "        time.sleep(3)\n    return _fast(A, x)\n")
+    nbutil.write_nb(course.submitted / "x-slow" / TOY / "toy.ipynb", nb)
+    r = autograde.grade_submissions(course, course.submissions(), progress=False)[0]
+    assert not r.ok and "time budget of 5 s exhausted" in r.problem, r.problem
+    with course.gradebook() as gb:   # never a silent 0: every grade waits for a person
+        grades_ = gb.find_submission_notebook("toy", TOY, "x-slow").grades
+        assert grades_ and all(g.auto_score is None and g.needs_manual_grade for g in grades_)
+    fb = feedback.generate(course, [(TOY, "x-slow")], progress=False)[0]
+    assert not fb.ok and not fb.pages and "not graded" in fb.problem   # no partial results handed out
+
+
 FAKE_WORKER = """
 import json, sys, time
 for line in sys.stdin:

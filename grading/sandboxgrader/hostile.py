@@ -16,7 +16,6 @@ import textwrap
 from coursegrader import nbutil
 from coursegrader.samples import Sample, answers, fill, test_points
 
-NOT_GRADED = {"slow_when_graded"}   # rows whose secure verdict is "not graded" (time budget exhausted)
 NOOP_CHECKS = ("check_gradient", "check_jacobian", "check_vjp", "check_jvp", "check_hessian", "check_hvp",
                "assert_gradient", "assert_jacobian", "assert_vjp", "assert_jvp", "assert_hessian", "assert_hvp")
 
@@ -105,18 +104,6 @@ def _attacks(fn: str, db_path: str, solutions_path: str) -> dict:
             threading.Thread(target=trickle, daemon=True).start()
             time.sleep(3600)
             """), True, True, "the graded call answers one byte a second (main: hung for ever)"),
-        "slow_when_graded": (textwrap.dedent("""
-            import threading as _th, time as _time, types as _types
-            def _slow(f):
-                def g(*args, **kwargs):
-                    if _th.current_thread().name == "sg-agent":   # only when the grader calls
-                        _time.sleep(8)
-                    return f(*args, **kwargs)
-                return g
-            for _n, _f in list(globals().items()):
-                if isinstance(_f, _types.FunctionType) and not _n.startswith("_") and _f.__module__ == "__main__":
-                    globals()[_n] = _slow(_f)
-            """), False, True, "every graded call sleeps just under the call timeout (main: ≈ 2 h unflagged)"),
         "memory_fanout": (_replace_body(fn, """
             import os, threading
             if threading.current_thread().name != "sg-agent":
@@ -176,14 +163,12 @@ def build(assignment: str, source_nb: dict, release_nb: dict, nb_name: str, *, d
                 _readers(source_nb, _defined_function(filled[g])))
     out = []
     for name, (code, replaces, lost, note) in _attacks("FN", db_path, solutions_path).items():
-        gid = last if name in ("input_transformer", "slow_when_graded") else target   # every later / earlier cell
+        gid = last if name == "input_transformer" else target   # it disables every later cell
         fn = _defined_function(filled[gid])
         code = _attacks(fn, db_path, solutions_path)[name][0]
         changed = dict(filled)
         changed[gid] = code if replaces else filled[gid].rstrip("\n") + "\n" + code
         breaks = sorted(set(_readers(source_nb, fn))) if lost else []
-        if name in NOT_GRADED:   # graded in part only: the submission is reported, not scored
-            breaks = sorted(pts)
         out.append(Sample(assignment, f"hostile_{name}", {nb_name: fill(release_nb, changed)},
                           total - sum(pts[b] for b in breaks), breaks, note))
     # the test cells themselves: deleted, metadata stripped, edited, points changed -> restored and run
