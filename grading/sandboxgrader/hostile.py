@@ -136,9 +136,6 @@ def _attacks(fn: str, db_path: str, solutions_path: str) -> dict:
             """), True, True, "writes 1.5 GB into its home (main: host disk, 2.7 s)"),
         "huge_reply": (_replace_body(fn, "return 'x' * (60 * 2**20)"), True, True,
                        "the graded function returns 60 MiB (main: 1.45 GB and 9 s in the grader)"),
-        "huge_messages": ("print('x' * (4 * 2**20))   # one output message above the cap (1 MiB in CI)\n",
-                          False, False, "an output message above the grader's cap (main: ten of 300 MB took a "
-                                        "worker to 3.3 GB)"),
         "print_flood": (f"_quiet_{fn} = {fn}\n" + _replace_body(
                             fn, f"for i in range(10**6):\n    print(i)\nreturn _quiet_{fn}(*args, **kwargs)"),
                         False, True, "the graded function prints 1M lines (nbgrader: 0, 70 s)"),
