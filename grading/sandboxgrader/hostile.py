@@ -88,6 +88,54 @@ def _attacks(fn: str, db_path: str, solutions_path: str) -> dict:
                         "the graded function allocates until memory runs out (nbgrader: no limit)"),
         "fork_bomb": (_replace_body(fn, "import os\nwhile True:\n    os.fork()"), True, True,
                       "the graded function forks without end (nbgrader: no limit)"),
+        "trickle_reply": (_replace_body(fn, """
+            import struct, sys, threading, time
+            if threading.current_thread().name != "sg-agent":
+                return None
+            f = sys._getframe()
+            while f is not None and "conn" not in f.f_locals:   # the agent's connection to the grader
+                f = f.f_back
+            conn = f.f_locals["conn"]
+            def trickle():   # a reply "of 1 MB", one byte a second: a per-recv timeout never fires
+                conn.sendall(struct.pack("!Q", 10**6))
+                while True:
+                    conn.sendall(b" ")
+                    time.sleep(1)
+            threading.Thread(target=trickle, daemon=True).start()
+            time.sleep(3600)
+            """), True, True, "the graded call answers one byte a second (main: hung for ever)"),
+        "memory_fanout": (_replace_body(fn, """
+            import os, threading
+            if threading.current_thread().name != "sg-agent":
+                return None
+            kids = []
+            for _ in range(4):   # each under the per-process limit, held for ever: 4 x 1.5 GB in main
+                pid = os.fork()
+                if pid == 0:
+                    hog = b"x" * (1536 * 2**20)
+                    os.read(os.pipe()[0], 1)
+                    os._exit(0)
+                kids.append(pid)
+            for pid in kids:
+                os.waitpid(pid, 0)
+            """), True, True, "four forked children fill 1.5 GB each (main: 6.2 GiB resident, no flag)"),
+        "cpu_fanout": (_replace_body(fn, """
+            import os, threading
+            if threading.current_thread().name == "sg-agent":
+                for _ in range(30):   # busy children left behind when the call returns
+                    if os.fork() == 0:
+                        while True:
+                            pass
+            return None
+            """), True, True, "the graded call leaves 30 busy children (main: 40 ran 10 min unflagged)"),
+        "disk_fill": (_replace_body(fn, """
+            for k in range(48):   # 1.5 GB in 32 MiB files (each under the file size limit)
+                with open(f"fill{k}.bin", "wb") as fh:
+                    for _ in range(32):
+                        fh.write(b"x" * 2**20)
+            """), True, True, "writes 1.5 GB into its home (main: host disk, 2.7 s)"),
+        "huge_reply": (_replace_body(fn, "return 'x' * (60 * 2**20)"), True, True,
+                       "the graded function returns 60 MiB (main: 1.45 GB and 9 s in the grader)"),
         "print_flood": (f"_quiet_{fn} = {fn}\n" + _replace_body(
                             fn, f"for i in range(10**6):\n    print(i)\nreturn _quiet_{fn}(*args, **kwargs)"),
                         False, True, "the graded function prints 1M lines (nbgrader: 0, 70 s)"),

@@ -26,7 +26,9 @@ SOLUTION = re.compile(r"^([ \t]*)###\s*BEGIN SOLUTION\s*$.*?^\s*###\s*END SOLUTI
 
 
 def nbmeta(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+    m = cell.get("metadata")
+    m = m.get("nbgrader") if isinstance(m, dict) else None
+    return m if isinstance(m, dict) else {}
 
 
 def is_test(cell) -> bool:
@@ -58,7 +60,9 @@ def stub_of(source: str) -> str:
 
 def src(cell) -> str:
     s = cell.get("source", "")
-    return "".join(s) if isinstance(s, list) else s
+    if isinstance(s, list):
+        return "".join(x for x in s if isinstance(x, str))
+    return s if isinstance(s, str) else ""   # (a number or null in a hand-edited file)
 
 
 @dataclass
@@ -93,6 +97,7 @@ class Result:
     seconds: float = 0.0
     calls: int = 0
     call_seconds: float = 0.0
+    error: str = ""        # set when the submission could not be graded in full: NOT graded
 
     @property
     def score(self) -> float:
@@ -106,7 +111,10 @@ class Result:
 def key_of(cell):
     """How a cell is matched between source and submission: its grade_id, else its cell id."""
     gid = nbmeta(cell).get("grade_id")
-    return gid if gid else ("id", cell.get("id"))
+    if isinstance(gid, str) and gid:
+        return gid
+    cid = cell.get("id")
+    return ("id", cid if isinstance(cid, str) else None)
 
 
 def merge(source_nb, submission_nb, flags: list):
@@ -114,7 +122,13 @@ def merge(source_nb, submission_nb, flags: list):
     by_id, seen, extras = {}, set(), {None: []}
     anchor = None
     source_ids = [key_of(c) for c in source_nb.cells]
-    for n, cell in enumerate(submission_nb.cells):
+    cells_in = submission_nb.get("cells") if isinstance(submission_nb.get("cells"), list) else []
+    for n, cell in enumerate(cells_in):
+        if not isinstance(cell, dict) or cell.get("cell_type") not in ("code", "markdown", "raw"):
+            flags.append(f"cell {n} of the submission is malformed: ignored")
+            continue
+        if not isinstance(cell.get("metadata"), dict):   # (a list in a hand-edited file)
+            cell["metadata"] = nbformat.from_dict({})
         gid = key_of(cell)
         if gid in source_ids and gid not in seen:
             seen.add(gid)
@@ -156,9 +170,31 @@ def merge(source_nb, submission_nb, flags: list):
     return cells
 
 
+def budget_flags(session: Session) -> list[str]:
+    """What the kernel tree's budgets stopped (read from its cgroups), as flags."""
+    use, lim = session.usage(), session.limits
+    out = []
+    if use["oom_kill"]:
+        out.append(f"memory budget of the kernel ({lim.memory / 2**30:g} GiB, all its processes) exhausted: "
+                   f"{use['oom_kill']} process(es) killed")
+    if use["pids_max"]:
+        out.append(f"process budget of the kernel ({lim.processes}) exhausted: {use['pids_max']} fork(s) refused")
+    if use["left_running"]:
+        out.append(f"processes left running after a call (busy children, a bomb): {use['left_running']} killed")
+    if use["home_full"]:
+        out.append(f"disk budget of the kernel's home ({lim.home_size / 2**20:g} MiB) filled")
+    return out
+
+
 def grade(session: Session, source_nb, submission_nb, *, student: str, assignment: str, notebook: str,
-          cell_timeout: float = 30, call_timeout: float = 30) -> Result:
-    """Run the submission in ``session`` (a started sandbox) and compute every verdict in-process."""
+          cell_timeout: float = 30, call_timeout: float = 30, budget: float | None = None) -> Result:
+    """Run the submission in ``session`` (a started sandbox) and compute every verdict in-process.
+
+    ``budget``: seconds the submission's code may take in all (cells and calls; restarting the
+    kernel and replaying earlier cells after a bomb are on nobody's clock), and CPU seconds of
+    the kernel tree are bounded by ``session.limits.cpu_seconds``. A submission that exhausts
+    either is not graded (``Result.error``): the rest of its tests are not run.
+    """
     t0 = time.monotonic()
     res = Result(student, assignment, notebook)
     cells = merge(source_nb, submission_nb, res.flags)
@@ -166,6 +202,23 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
     history: list[str] = []   # code that ran in the sandbox, replayed after a restart
     count = 0
     generation = [session.restarts]
+    cell_seconds = [0.0]
+
+    def spent() -> float:
+        """Time the submission's code took: its cells and the grader's calls into it (not restarts,
+        replays, or the grader's own work, which depend on the machine's load, not on the student)."""
+        return cell_seconds[0] + trusted.call_seconds
+
+    def left(timeout: float) -> float:
+        """The step's timeout, cut to what is left of the budget."""
+        return timeout if budget is None else max(0.5, min(timeout, budget - spent()))
+
+    def exhausted() -> str:
+        if budget is not None and spent() >= budget:
+            return f"time budget of {budget:g} s exhausted"
+        if session.cpu_seconds() > session.limits.cpu_seconds:
+            return f"CPU budget of {session.limits.cpu_seconds} s (whole kernel tree) exhausted"
+        return ""
 
     def ensure_alive():
         """After the kernel died or was restarted (timeouts), rebuild the student's state."""
@@ -177,6 +230,17 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
             generation[0] = session.restarts
 
     for cell in cells:
+        why = exhausted()
+        if why:
+            if not res.error:
+                tests = [nbmeta(c).get("grade_id") for c in cells[cells.index(cell):] if is_test(c)]
+                res.error = f"{why} at cell {count + 1}: not graded ({len(tests)} test(s) not run)"
+                res.flags.insert(0, res.error)   # first: it is why the submission is not graded
+            if is_test(cell):
+                meta = nbmeta(cell)
+                res.verdicts.append(TestVerdict(meta["grade_id"], float(meta.get("points", 0) or 0), False, 0.0,
+                                                f"not run: {why}"))
+            continue
         if is_answer(cell) and nbmeta(cell).get("grade"):
             checksum = nbmeta(cell).get("checksum")
             res.manual.append(ManualCell(nbmeta(cell)["grade_id"], float(nbmeta(cell).get("points", 0) or 0),
@@ -188,7 +252,8 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
         full = src(cell)
         code = visible_part(full) if is_test(cell) else full
         ensure_alive()
-        run: CellRun = session.run_cell(code, timeout=cell_timeout)
+        run: CellRun = session.run_cell(code, timeout=left(cell_timeout))
+        cell_seconds[0] += run.seconds
         cell.outputs = [nbformat.from_dict(o) for o in run.outputs]
         cell.execution_count = count
         if not is_test(cell) and (run.status in ("ok", "error") or
@@ -207,16 +272,19 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
             res.flags.append(f"cell {count} printed too much: output truncated")
         if not is_test(cell):
             if not is_answer(cell) and not cell.metadata.get("student_cell"):
+                trusted.budget = None if budget is None else budget - spent()
                 trusted.run(full, f"instructor {meta.get('grade_id', count)}")
             continue
         # the trusted verdict: visible tests, then hidden ones, in the grader
         ensure_alive()
         t1 = time.monotonic()
+        trusted.budget = None if budget is None else budget - spent()
         ok_visible, out_visible, err = trusted.run(code, f"test {meta['grade_id']}")
         ok = ok_visible
         if ok_visible and full != code:
             tail = hidden_tail(full)
             ensure_alive()
+            trusted.budget = None if budget is None else budget - spent()
             ok, _, err = trusted.run(tail if tail is not None else full, f"hidden {meta['grade_id']}")
         points = float(meta.get("points", 0) or 0)
         if err.split(":")[0] in ("CallTimeout", "OutputFlood", "KernelDied", "MemoryError", "WireError",
@@ -242,6 +310,7 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
                                                        traceback=[f"{ename}: {evalue[:4000]}"]))
     if session.reaped:
         res.flags.append(f"runaway processes (a fork bomb?): {session.reaped} killed")
+    res.flags += budget_flags(session)
     res.nb = nbformat.v4.new_notebook(cells=cells, metadata=copy.deepcopy(source_nb.metadata))
     res.calls, res.call_seconds = trusted.calls, trusted.call_seconds
     res.seconds = time.monotonic() - t0
