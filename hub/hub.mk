@@ -9,7 +9,7 @@ HUB_STATE  ?= /var/lib/course-hub
 CHP        := hub/proxy/node_modules/.bin/configurable-http-proxy
 HUBCTL     := $(HUB_PY) hub/hubctl.py --venv $(HUB_VENV) --state $(HUB_STATE)
 
-.PHONY: hub hub-install hub-users hub-remove-users hub-k8s release-exchange release-feedback test-hub
+.PHONY: hub hub-install hub-users hub-remove-users hub-k8s hub-screenshots release-exchange release-feedback test-hub
 
 # `make test` runs the hub scenario too (it needs root: it creates throw-away Linux users)
 test: test-hub
@@ -56,3 +56,9 @@ release-feedback: ## (instructor, on the hub) `make feedback`'s pages to the stu
 
 test-hub: install hub-install ## JupyterHub end to end in Chromium: release, fetch, submit, grade, feedback
 	HUB_VENV=$(HUB_VENV) $(PYTEST) hub/tests
+
+HUB_SHOTS := hub-student-assignments hub-student-feedback hub-instructor-formgrader
+hub-screenshots: install ## refresh hub/README.md's screenshots from the last `make test-hub` (build/hub/)
+	$(PY) -c "import sys; sys.path.insert(0, 'tests/browser'); import readme_screenshots as r; \
+	from pathlib import Path; r.SOURCE, r.DEST = Path('build/hub/screenshots').resolve(), Path('hub/screenshots').resolve(); \
+	sys.exit(r.main(sys.argv[1:]))" $(HUB_SHOTS)

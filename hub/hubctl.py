@@ -79,12 +79,12 @@ def cmd_roles(venv: Path) -> None:
     Assignment List only and /formgrader answers 404. Instructors get them back from the config
     folder the hub puts first on their JUPYTER_CONFIG_PATH (write_etc)."""
     jupyter = venv / "bin" / "jupyter"
-    for plugin in INSTRUCTOR_PLUGINS:
-        sh(jupyter, "labextension", "disable", "--level=sys_prefix", plugin, stdout=subprocess.DEVNULL)
-        sh(jupyter, "labextension", "lock", "--level=sys_prefix", plugin, stdout=subprocess.DEVNULL)
-    for ext in INSTRUCTOR_SERVER_EXTENSIONS:
-        sh(jupyter, "server", "extension", "disable", "--sys-prefix", ext, stdout=subprocess.DEVNULL,
-           stderr=subprocess.DEVNULL)
+    # `disable` locks only the first plugin it disables (JupyterLab >= 4.1): lock them all explicitly
+    for verb in ("disable", "lock"):
+        sh(jupyter, "labextension", verb, "--level=sys_prefix", *INSTRUCTOR_PLUGINS,
+           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sh(jupyter, "server", "extension", "disable", "--sys-prefix", *INSTRUCTOR_SERVER_EXTENSIONS,
+       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def etc_files(course_id: str, exchange: str) -> dict[str, str]:

@@ -30,6 +30,12 @@ c.Authenticator.allowed_users = set(INSTRUCTORS + STUDENTS)
 c.JupyterHub.load_groups = {f"formgrade-{COURSE}": {"users": INSTRUCTORS},
                             f"nbgrader-{COURSE}": {"users": STUDENTS}}
 
+# Optional service that may start and stop servers (the end-to-end test starts them ahead of logins).
+if S.get("service_token"):
+    c.JupyterHub.services = [{"name": "course-hub-admin", "api_token": S["service_token"]}]
+    c.JupyterHub.load_roles = [{"name": "course-hub-admin", "scopes": ["admin:servers", "read:users"],
+                                "services": ["course-hub-admin"]}]
+
 c.JupyterHub.spawner_class = "localprocess"
 c.Spawner.cmd = [f"{S['venv']}/bin/jupyterhub-singleuser"]
 c.Spawner.default_url = "/lab"

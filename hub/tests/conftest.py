@@ -11,10 +11,13 @@ import json
 import os
 import pwd
 import secrets
+import signal
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,6 +85,9 @@ def hub():
         unavailable(f"no hub environment ({HUB_VENV}) or proxy ({CHP}): run `make hub-install`")
     if not CHROMIUM.exists():
         unavailable(f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
+    t0 = time.monotonic()
+    # a CI timeout's SIGTERM must still run the clean-up below (stop the hub, delete the users)
+    signal.signal(signal.SIGTERM, _interrupt)
     course_id = hubctl.course_settings()["course_id"]
     prefix = "ht" + secrets.token_hex(3)   # throw-away users: ht<6 hex><role>
     instructor, students = f"{prefix}i", [f"{prefix}a", f"{prefix}b"]
@@ -100,13 +106,21 @@ def hub():
         state.mkdir(mode=0o711)
         hubctl.make_exchange(exchange)
         hubctl.write_etc(state / "etc", course_id, exchange)
-        course = hubctl.install_course(instructor, course_id, HUB_VENV, state / "etc", assignments=[AID])
         settings = hubctl.hub_settings(HUB_VENV, state, CHP, hubctl.free_port(), exchange,
                                        {"instructors": [instructor], "students": students}, course_id)
+        settings["service_token"] = secrets.token_hex(32)
         log = open(log_path, "wb")
         proc = hubctl.start_hub(HUB_VENV, state, settings, log)
         url = f"http://127.0.0.1:{settings['port']}"
         hubctl.wait_healthy(url, proc)
+        # Servers start (≈ 20-30 s each on a loaded machine) while the course folder is being made:
+        # the logins find them up.
+        for u in users:
+            req = urllib.request.Request(f"{url}/hub/api/users/{u}/server", method="POST",
+                                         headers={"Authorization": f"token {settings['service_token']}"})
+            urllib.request.urlopen(req, timeout=60).close()
+        course = hubctl.install_course(instructor, course_id, HUB_VENV, state / "etc", assignments=[AID])
+        print(f"\nhub up, users made, course installed: {time.monotonic() - t0:.0f} s")
         yield Hub(url=url, course_id=course_id, exchange=exchange, course=course, instructor=instructor,
                   students=students, passwords=passwords, log=log_path, proc=proc)
     finally:
@@ -117,6 +131,10 @@ def hub():
         shutil.rmtree(base, ignore_errors=True)
         leftover = [u for u in users if _exists(u)]
         assert not leftover, f"throw-away users not deleted: {leftover}"
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _exists(user: str) -> bool:
@@ -138,6 +156,34 @@ def browser():
             b.close()
 
 
+@pytest.fixture
+def contexts(browser, request):
+    """Browser contexts the test opens (one per user); on failure a screenshot of each page."""
+    opened = []
+    yield opened
+    rep = getattr(request.node, "rep_call", None)
+    for k, ctx in enumerate(opened):
+        if rep is not None and rep.failed:
+            for j, page in enumerate(ctx.pages):
+                try:
+                    page.screenshot(path=str(ARTIFACTS / f"FAILED-{k}-{j}.png"))
+                except Exception:
+                    pass
+        ctx.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
 def shot_name(name: str) -> Path:
     (ARTIFACTS / "screenshots").mkdir(parents=True, exist_ok=True)
     return ARTIFACTS / "screenshots" / f"{name}.png"
+
+
+# tests/browser/test_student_validate.py (whose answer helpers the hub test reuses) imports this name
+# from `conftest`, which is this file while the hub suite runs.
+screenshot_path = shot_name
