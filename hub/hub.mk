@@ -57,7 +57,7 @@ release-feedback: ## (instructor, on the hub) `make feedback`'s pages to the stu
 test-hub: install hub-install ## JupyterHub end to end in Chromium: release, fetch, submit, grade, feedback
 	HUB_VENV=$(HUB_VENV) $(PYTEST) hub/tests
 
-HUB_SHOTS := hub-student-assignments hub-student-feedback hub-instructor-formgrader
+HUB_SHOTS := hub-student-assignments hub-student-feedback-fetched hub-student-feedback hub-instructor-formgrader
 hub-screenshots: install ## refresh hub/README.md's screenshots from the last `make test-hub` (build/hub/)
 	$(PY) -c "import sys; sys.path.insert(0, 'tests/browser'); import readme_screenshots as r; \
 	from pathlib import Path; r.SOURCE, r.DEST = Path('build/hub/screenshots').resolve(), Path('hub/screenshots').resolve(); \

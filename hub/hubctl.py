@@ -61,16 +61,6 @@ def sh(*cmd, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([str(c) for c in cmd], check=True, **kw)
 
 
-def as_user(user: str, venv: Path, etc: Path | None, cmd: list, cwd: str | None = None, **kw):
-    """Run `cmd` as `user` with the venv first on PATH (nbgrader runs `alembic` by name)."""
-    env = {"PATH": f"{venv}/bin:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
-    if etc is not None:
-        env["JUPYTER_CONFIG_PATH"] = f"{etc}/instructor{os.pathsep}{etc}/common"
-    home = pwd.getpwnam(user).pw_dir
-    return sh("runuser", "-u", user, "--", "env", "-i", f"HOME={home}", f"USER={user}",
-              *[f"{k}={v}" for k, v in env.items()], *cmd, cwd=cwd or home, **kw)
-
-
 # --------------------------------------------------------------------------------------------
 # roles: who sees which nbgrader extension
 
@@ -163,11 +153,14 @@ def make_exchange(exchange: Path) -> None:
 # --------------------------------------------------------------------------------------------
 # users
 
-def create_user(name: str, password: str) -> None:
+def create_user(name: str, password: str, reuse: bool = False) -> None:
     """A Linux user whose home only they can enter (Debian makes 0755 homes: others could read
-    submissions, caches with submission secrets, an instructor's solutions)."""
+    submissions, caches with submission secrets, an instructor's solutions). An existing account is
+    never taken over unless `reuse` (it is one of ours: in the roster)."""
     try:
         pwd.getpwnam(name)
+        if not reuse:
+            raise SystemExit(f"user {name!r} exists and is not one of the hub's: pick another prefix")
     except KeyError:
         sh("useradd", "--create-home", "--shell", "/bin/bash", "-K", "HOME_MODE=0700", name)
     home = pwd.getpwnam(name).pw_dir
@@ -184,10 +177,10 @@ def delete_user(name: str) -> None:
     subprocess.run(["userdel", "--remove", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def install_course(instructor: str, course_id: str, venv: Path, etc: Path, root: Path = ROOT,
-                   assignments: list[str] | None = None) -> Path:
-    """The instructor's course folder ~/<course_id>: solutions, releases, grading config, owned by
-    them; every assignment recorded in a fresh gradebook (the formgrader lists it)."""
+def install_course(instructor: str, course_id: str, root: Path = ROOT) -> Path:
+    """The instructor's course folder ~/<course_id>: solutions, releases, grading code and config,
+    owned by them. Formgrader lists the assignments of solutions/; the gradebook is made on first
+    use (`make autograde` records an assignment from its source when it is missing)."""
     home = Path(pwd.getpwnam(instructor).pw_dir)
     dest = home / course_id
     dest.mkdir(exist_ok=True)
@@ -198,26 +191,26 @@ def install_course(instructor: str, course_id: str, venv: Path, etc: Path, root:
         elif src.is_file():
             shutil.copy2(src, dest / part)
     sh("chown", "-R", f"{instructor}:", dest)
-    aids = assignments or sorted(p.name for p in (dest / "assignments").iterdir() if p.is_dir())
-    for aid in aids:
-        as_user(instructor, venv, etc, ["nbgrader", "db", "assignment", "add", aid],
-                cwd=str(dest / "grading"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return dest
 
 
-def cmd_users(venv: Path, state: Path, prefix: str, n_students: int, root: Path = ROOT) -> dict:
+def cmd_users(state: Path, prefix: str, n_students: int, root: Path = ROOT) -> dict:
     course = course_settings(root)
     instructors = [f"{prefix}instructor"]
     students = [f"{prefix}student{k}" for k in range(1, n_students + 1)]
     passwords = {u: secrets.token_urlsafe(9) for u in instructors + students}
     state.mkdir(parents=True, exist_ok=True)
     os.chmod(state, 0o711)
+    ours = set()
+    if (state / "roster.json").exists():
+        old = read_roster(state)
+        ours = set(old["instructors"] + old["students"])
     for user, pw in passwords.items():
-        create_user(user, pw)
+        create_user(user, pw, reuse=user in ours)
     etc = state / "etc"
     write_etc(etc, course["course_id"], Path(course["exchange"]))
     for user in instructors:
-        install_course(user, course["course_id"], venv, etc, root)
+        install_course(user, course["course_id"], root)
     roster = {"instructors": instructors, "students": students}
     write_private(state / "roster.json", json.dumps(roster, indent=1))
     write_private(state / "passwords.txt", "".join(f"{u} {p}\n" for u, p in passwords.items()))
@@ -268,7 +261,7 @@ def start_hub(venv: Path, state: Path, settings: dict, log) -> subprocess.Popen:
                             stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
@@ -403,7 +396,7 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("roles")
     p = sub.add_parser("users")
-    p.add_argument("--prefix", default="")
+    p.add_argument("--prefix", default="demo-")
     p.add_argument("--students", type=int, default=2)
     p = sub.add_parser("run")
     p.add_argument("--proxy", type=Path, required=True)
@@ -422,7 +415,7 @@ def main(argv=None) -> int:
     if args.cmd == "roles":
         cmd_roles(args.venv)
     elif args.cmd == "users":
-        made = cmd_users(args.venv, args.state, args.prefix, args.students)
+        made = cmd_users(args.state, args.prefix, args.students)
         for user, pw in made["passwords"].items():
             role = "instructor" if user in made["instructors"] else "student"
             print(f"{role:10s} {user:24s} password {pw}")

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from course import (ROOT, colab_url, hub_settings, lecture_notebooks, nbgitpuller_url, pip_spec, read_nb,
-                    source_notebooks, write_nb)
+from course import colab_url, lecture_notebooks, pip_spec, read_nb, source_notebooks, write_nb
+from course import ROOT, hub_settings, nbgitpuller_url
 
 BADGE_TAG = "colab-badge"
 SETUP_TAG = "colab-setup"

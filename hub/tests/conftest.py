@@ -119,7 +119,7 @@ def hub():
             req = urllib.request.Request(f"{url}/hub/api/users/{u}/server", method="POST",
                                          headers={"Authorization": f"token {settings['service_token']}"})
             urllib.request.urlopen(req, timeout=60).close()
-        course = hubctl.install_course(instructor, course_id, HUB_VENV, state / "etc", assignments=[AID])
+        course = hubctl.install_course(instructor, course_id)
         print(f"\nhub up, users made, course installed: {time.monotonic() - t0:.0f} s")
         yield Hub(url=url, course_id=course_id, exchange=exchange, course=course, instructor=instructor,
                   students=students, passwords=passwords, log=log_path, proc=proc)
