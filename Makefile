@@ -72,3 +72,6 @@ badges: install ## stamp Colab badges, setup cells, Colab links and the README l
 
 # Browser tests, Colab / Binder checks and the static site.
 -include tests/browser/browser.mk
+
+# The course on a JupyterHub: `make hub`, `make hub-users`, `make test-hub` (hub/README.md).
+-include hub/hub.mk

@@ -13,7 +13,7 @@ release-check: install ## does the committed assignments/ equal a fresh generati
 lint-assignments: install ## authoring problems in solutions/ that break grading
 	$(GRADE) lint $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 
-collect: install ## FROM=<LMS zip or folder>: submissions -> grading/submitted/<student>/<id>/
+collect: install ## FROM=<LMS zip or folder> or FROM=exchange (the hub's): -> grading/submitted/<student>/<id>/
 	@test -n "$(FROM)" || { echo "usage: make collect FROM=<LMS .zip or folder>" >&2; exit 2; }
 	$(GRADE) collect "$(FROM)"
 

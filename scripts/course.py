@@ -27,6 +27,42 @@ def settings() -> dict:
     return {"slug": repo["slug"], "branch": repo["branch"]}
 
 
+def course_id() -> str:
+    """nbgrader's course id (``[course] id``): hub exchange, formgrader, JupyterHub groups, hub/k8s/."""
+    with open(ROOT / "course.toml", "rb") as fh:
+        cid = tomllib.load(fh).get("course", {}).get("id")
+    if not isinstance(cid, str) or not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", cid):
+        raise ValueError(f"course.toml: [course] id must be a short lowercase name, got {cid!r}")
+    return cid
+
+
+def hub_settings() -> dict:
+    """``[hub]`` of course.toml: ``url`` (may be empty: no hub links) and ``exchange`` (a folder)."""
+    with open(ROOT / "course.toml", "rb") as fh:
+        hub = tomllib.load(fh).get("hub", {})
+    url, exchange = hub.get("url", ""), hub.get("exchange", "")
+    if not isinstance(url, str) or (url and not re.match(r"^https?://[^/\s]+", url)):
+        raise ValueError(f"course.toml: [hub] url must be empty or http(s)://host[/path], got {url!r}")
+    if not isinstance(exchange, str) or not exchange.startswith("/"):
+        raise ValueError(f"course.toml: [hub] exchange must be an absolute folder, got {exchange!r}")
+    return {"url": url.rstrip("/"), "exchange": exchange}
+
+
+def nbgitpuller_url(nb: Path, hub_url: str | None = None) -> str:
+    """The link that clones (or updates) the public repo into the student's hub home and opens `nb`.
+
+    nbgitpuller merges upstream changes into the student's copy and never overwrites a file the
+    student edited (hub/README.md)."""
+    from urllib.parse import quote, urlencode
+    s, hub = settings(), (hub_settings()["url"] if hub_url is None else hub_url.rstrip("/"))
+    if not hub:
+        raise ValueError("course.toml: [hub] url is empty: no hub to link to")
+    name = s["slug"].split("/")[1]
+    query = urlencode({"repo": f"https://github.com/{s['slug']}", "branch": s["branch"],
+                       "urlpath": f"lab/tree/{name}/{colab_path(nb)}"}, quote_via=quote)
+    return f"{hub}/hub/user-redirect/git-pull?{query}"
+
+
 def lecture_notebooks() -> list[Path]:
     return sorted((ROOT / "lectures").glob("[0-9][0-9]_*.ipynb"))
 
@@ -66,10 +102,7 @@ def github_url(rel_path: str) -> str:
 
 def hub_url() -> str | None:
     """The course's JupyterHub, if course.toml names one ([hub] url), else None."""
-    with open(ROOT / "course.toml", "rb") as fh:
-        conf = tomllib.load(fh)
-    url = (conf.get("hub") or {}).get("url")
-    return url.rstrip("/") if isinstance(url, str) and url.startswith(("http://", "https://")) else None
+    return hub_settings()["url"] or None
 
 
 def src(cell) -> str:

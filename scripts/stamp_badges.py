@@ -20,8 +20,8 @@ import re
 import sys
 from pathlib import Path
 
-from course import (ROOT, binder_url, colab_url, lecture_info, lecture_notebooks, pip_spec, read_nb,
-                    source_notebooks, write_atomic, write_nb)
+from course import (ROOT, binder_url, colab_url, hub_settings, lecture_info, lecture_notebooks, nbgitpuller_url,
+                    pip_spec, read_nb, source_notebooks, write_atomic, write_nb)
 
 BADGE_TAG = "colab-badge"
 SETUP_TAG = "colab-setup"
@@ -29,7 +29,16 @@ BADGE_IMG = "https://colab.research.google.com/assets/colab-badge.svg"
 
 
 def badge_source(nb_path) -> str:
-    return f"[![Open In Colab]({BADGE_IMG})]({colab_url(nb_path)})"
+    badge = f"[![Open In Colab]({BADGE_IMG})]({colab_url(nb_path)})"
+    # Lectures only: on a hub, assignments come through nbgrader's Assignments tab (hub/README.md).
+    if hub_settings()["url"] and is_lecture(nb_path):
+        badge += f" [Open on your JupyterHub]({nbgitpuller_url(nb_path)})"
+    return badge
+
+
+def is_lecture(nb_path) -> bool:
+    from pathlib import Path
+    return Path(nb_path).resolve().relative_to(ROOT).parts[0] == "lectures"
 
 
 def setup_source() -> str:

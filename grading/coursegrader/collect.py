@@ -374,6 +374,9 @@ def _disambiguate(items: list[Item]) -> None:
 
 
 def collect(course: Course, source: Path, dry_run: bool = False) -> list[Item]:
+    if str(source) == "exchange":  # nbgrader's exchange of the course's JupyterHub (hub/README.md)
+        from .exchange import collect_exchange
+        return collect_exchange(course, dry_run=dry_run)
     with tempfile.TemporaryDirectory(prefix="collect-") as spool:
         return _collect(course, source, Budget(Path(spool)), dry_run)
 

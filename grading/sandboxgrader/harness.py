@@ -122,9 +122,12 @@ def write_autograded(course, out: dict) -> Path | None:
         return None
     folder = course.autograded / out["student"] / out["assignment"]
     folder.mkdir(parents=True, exist_ok=True)
-    ts = course.submitted / out["student"] / out["assignment"] / "timestamp.txt"
-    if ts.exists():
-        shutil.copy2(ts, folder / "timestamp.txt")
+    # as nbgrader's autograde: feedback carries the submission's time and secret (release_feedback
+    # names the page after the secret; the hub's exchange needs it)
+    for name in ("timestamp.txt", "submission_secret.txt"):
+        ts = course.submitted / out["student"] / out["assignment"] / name
+        if ts.exists():
+            shutil.copy2(ts, folder / name)
     path = folder / f"{out['notebook']}.ipynb"
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(out["nb"], encoding="utf-8")
