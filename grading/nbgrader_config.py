@@ -39,6 +39,9 @@ c.Execute.interrupt_on_timeout = True
 # Student warnings go to stdout: nbgrader scores any stderr in a test cell as 0 points.
 c.Execute.extra_arguments = pp.kernel_arguments()
 c.Autograde.sanitize_preprocessors = [
+    # nbgrader's autograde (formgrader's button, `nbgrader autograde`) runs student code unsandboxed:
+    # refused with a pointer to `make autograde` (--RefuseUnsandboxed.allow=True: trusted code only)
+    "coursegrader.preprocessors.RefuseUnsandboxed",
     "nbgrader.preprocessors.ClearOutput",
     # nbgrader's DeduplicateIds leaves `{}` metadata that aborts the whole batch (SchemaTooOldError)
     "coursegrader.preprocessors.SanitizeGradeIds",
@@ -54,8 +57,12 @@ c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "nbgrader.preprocessors.ClearHiddenTests",
     "coursegrader.preprocessors.ShortTracebacks",
+    # only text and verified images: a student's HTML / JavaScript / SVG output must not run
+    "coursegrader.preprocessors.InertOutputs",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
 c.ClearHiddenTests.enabled = True
 c.ShortTracebacks.enabled = True
+c.InertOutputs.enabled = True
+c.RefuseUnsandboxed.enabled = True
 

@@ -61,12 +61,19 @@ def _grade_one(job: Job, options: Options, state: dict) -> dict:
     session = state.pop("pending")
     t0 = time.monotonic()
     try:
+        source = nbformat.read(job.source_path, as_version=4)
+        hidden = hidden_modules(source)
+        if hidden != session.hidden_modules:   # the pre-launched kernel was built for other rules
+            session.shutdown()
+            session = Session(session.slot, unsafe=options.unsafe, hidden_modules=hidden)
+            session.launch()
+        state["hidden"] = hidden
         if job.files:
             session.add_files(job.files)
         session.start()
         state["turn"] = 1 - state["turn"]
-        state["pending"] = Session(state["slots"][state["turn"]], unsafe=options.unsafe).launch()  # boots now
-        source = nbformat.read(job.source_path, as_version=4)
+        state["pending"] = Session(state["slots"][state["turn"]], unsafe=options.unsafe,
+                                   hidden_modules=hidden).launch()  # boots now
         try:
             submission = nbformat.read(job.submission_path, as_version=4)
             bad = None
@@ -84,8 +91,16 @@ def _grade_one(job: Job, options: Options, state: dict) -> dict:
     finally:
         session.shutdown()
     if "pending" not in state:
-        state["pending"] = Session(state["slots"][state["turn"]], unsafe=options.unsafe).launch()
+        state["pending"] = Session(state["slots"][state["turn"]], unsafe=options.unsafe,
+                                   hidden_modules=state.get("hidden", ())).launch()
     return out
+
+
+def hidden_modules(source_nb) -> tuple:
+    """Modules the assignment's rules keep out of the student's kernel: the trusted source notebook's
+    ``metadata.sandboxgrader.unavailable_modules`` (e.g. torch where gradients are derived by hand)."""
+    names = (source_nb.metadata.get("sandboxgrader") or {}).get("unavailable_modules") or []
+    return tuple(sorted(str(n) for n in names if str(n).isidentifier()))
 
 
 def worker_main(index: int, options: Options) -> None:

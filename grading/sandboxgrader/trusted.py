@@ -19,6 +19,7 @@ import sys
 import textwrap
 import time
 import types
+import warnings
 
 import numpy as np
 
@@ -127,7 +128,8 @@ class TrustedRunner:
     def call(self, target_node, args, kwargs):
         req = {"op": "call", "target": target_node,
                "args": [wire.encode(a, self.ship) for a in args],
-               "kwargs": [[k, wire.encode(v, self.ship)] for k, v in kwargs.items()]}
+               "kwargs": [[k, wire.encode(v, self.ship)] for k, v in kwargs.items()],
+               "warnings_error": escalated_warnings()}
         label = target_node.get("v", "object") if target_node["t"] == "name" else "result"
         return self._decode(self._answer(req, label)["r"], f"{label}(...)")
 
@@ -220,6 +222,23 @@ class TrustedRunner:
         except Exception as exc:  # noqa: BLE001 - any failure of a test is a failed test
             return False, out.getvalue(), f"{type(exc).__name__}: {exc}"
         return True, out.getvalue(), ""
+
+
+WARNING_CATEGORIES = (RuntimeWarning, UserWarning, DeprecationWarning, FutureWarning, Warning)
+
+
+def escalated_warnings() -> list[str]:
+    """Warning categories the test, here in the grader, turned into errors (``simplefilter("error",
+    RuntimeWarning)``): the call carries them so the kernel, where the student's code runs, does too."""
+    out = []
+    for category in WARNING_CATEGORIES:
+        for action, message, cat, module, lineno in warnings.filters:   # the first match decides
+            if (message is None or message.pattern == "") and module is None and lineno == 0 \
+                    and issubclass(category, cat):
+                if action == "error":
+                    out.append(category.__name__)
+                break
+    return out
 
 
 def _referenced_names(code: types.CodeType) -> set:
