@@ -38,10 +38,11 @@ c.Execute.timeout = 120
 c.Execute.interrupt_on_timeout = True
 # Student warnings go to stdout: nbgrader scores any stderr in a test cell as 0 points.
 c.Execute.extra_arguments = pp.kernel_arguments()
+# nbgrader's own autograde (formgrader's button, `nbgrader autograde`) would run student code
+# unsandboxed: it refuses, before touching any file, with a pointer to `make autograde` (the sandboxed
+# grader, whose results formgrader shows). --RefuseUnsandboxed.allow=True: trusted code only.
+c.Autograde.exporter_class = "coursegrader.preprocessors.RefuseUnsandboxed"
 c.Autograde.sanitize_preprocessors = [
-    # nbgrader's autograde (formgrader's button, `nbgrader autograde`) runs student code unsandboxed:
-    # refused with a pointer to `make autograde` (--RefuseUnsandboxed.allow=True: trusted code only)
-    "coursegrader.preprocessors.RefuseUnsandboxed",
     "nbgrader.preprocessors.ClearOutput",
     # nbgrader's DeduplicateIds leaves `{}` metadata that aborts the whole batch (SchemaTooOldError)
     "coursegrader.preprocessors.SanitizeGradeIds",
@@ -64,5 +65,4 @@ c.GenerateFeedback.preprocessors = [
 c.ClearHiddenTests.enabled = True
 c.ShortTracebacks.enabled = True
 c.InertOutputs.enabled = True
-c.RefuseUnsandboxed.enabled = True
 

@@ -120,6 +120,19 @@ def test_student_output_is_inert_in_the_graded_notebook_and_the_feedback(toy):
     assert "onerror" in html and not re.search(r"<img[^>]*onerror", html, re.I)
 
 
+def test_nbgraders_own_autograde_refuses_and_keeps_the_sandboxed_results(toy):
+    """Formgrader's Autograde button and `nbgrader autograde` run nbgrader's Autograde with the course
+    config: it refuses before any student code runs or any file is removed."""
+    from nbgrader.converters import Autograde
+    from coursegrader.nbg import run
+    course = toy["course"]
+    graded = course.autograded / "sample-solution" / TOY / "toy.ipynb"
+    before = graded.read_bytes()
+    r = run(course, Autograde, TOY, "sample-solution", force=True, create_student=True)
+    assert not r.success and "make autograde" in (r.error + r.log), (r.error, r.log)
+    assert graded.read_bytes() == before
+
+
 def test_release_is_deterministic_and_clean(released, tmp_path):
     a = fresh(released, tmp_path / "a")
     first = tmp_path / "first"

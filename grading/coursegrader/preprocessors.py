@@ -10,7 +10,7 @@ Referenced by name from grading/nbgrader_config.py, so the plain `nbgrader` CLI 
   back from the gradebook (hidden part included) where the release had it, and run.
 - ShortTracebacks (feedback): tracebacks quote the frames of hidden tests even after
   ClearHiddenTests; every error is reduced to `ename: evalue`.
-- RefuseUnsandboxed (autograde): formgrader's Autograde button and `nbgrader autograde` would run the
+- RefuseUnsandboxed (autograde's exporter): formgrader's Autograde button and `nbgrader autograde` would run the
   student's notebook unsandboxed, as the server's user, with solutions/ and the gradebook in reach.
   They refuse with a message pointing at `make autograde` (the sandboxed grader writes what
   formgrader then shows); `--RefuseUnsandboxed.allow=True` is the explicit, trusted-code-only escape.
@@ -24,6 +24,7 @@ import json
 import os
 import re
 
+from nbconvert.exporters import NotebookExporter
 from nbformat.notebooknode import from_dict
 from traitlets import Bool, Integer, Unicode
 
@@ -216,15 +217,16 @@ UNSANDBOXED = (
     "you trust: --RefuseUnsandboxed.allow=True.")
 
 
-class RefuseUnsandboxed(NbGraderPreprocessor):
-    """First of Autograde's preprocessors: stop before any student code runs outside the sandbox."""
+class RefuseUnsandboxed(NotebookExporter):
+    """Autograde's exporter (``c.Autograde.exporter_class``): built when the converter starts, before
+    nbgrader removes any earlier autograded folder or runs anything, so a refusal loses nothing."""
 
     allow = Bool(False, help="run nbgrader's unsandboxed autograde anyway (trusted code only)").tag(config=True)
 
-    def preprocess(self, nb, resources):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         if not self.allow:
             raise RuntimeError(UNSANDBOXED)
-        return nb, resources
 
 
 class InertOutputs(NbGraderPreprocessor):

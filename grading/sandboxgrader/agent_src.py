@@ -121,7 +121,7 @@ def __sg_install__(SG_SOCKET):
                           if c in ("RuntimeWarning", "UserWarning", "DeprecationWarning", "FutureWarning", "Warning")]
                 if strict:   # the test treats these warnings as errors: so does the kernel, during this call
                     import warnings
-                    with warnings.catch_warnings(), np.errstate(all="warn"):
+                    with warnings.catch_warnings(), np.errstate(over="warn", divide="warn", invalid="warn", under="ignore"):
                         for category in strict:
                             warnings.simplefilter("error", category)
                         r = enc(target(*args, **kwargs))
