@@ -47,7 +47,10 @@ def batch(tmp_path_factory):
     rel = nbutil.read_nb(REAL.release / AID / f"{AID}.ipynb")
     built = hostile.build(AID, source, rel, f"{AID}.ipynb", db_path=str(course.db_path),
                           solutions_path=str((REAL.source / AID / f"{AID}.ipynb").resolve()))
-    correct = [s for aid in ("hw1_matrix_gradients", "hw4_low_rank")
+    for aid in hostile.RULE_ATTACKS:   # the assignments' own rules, attacked in the kernel
+        built += hostile.rule_rows(aid, nbutil.read_nb(REAL.source / aid / f"{aid}.ipynb"),
+                                   nbutil.read_nb(REAL.release / aid / f"{aid}.ipynb"), f"{aid}.ipynb")
+    correct = [s for aid in ("hw1_matrix_gradients", "hw2_backprop", "hw4_low_rank")
                for s in samples.build_course(course, assignments=[aid]) if s.name == "solution"]
     expected = samples.write(built + correct, course.submitted)
     results = grade_submissions(course, course.submissions(), progress=False, engine="sandbox", jobs=2)
@@ -68,6 +71,20 @@ def test_each_submission_earns_exactly_its_expected_score(batch):
     got = {k: r.score for k, r in batch["results"].items()}
     want = {k: e["expected"] for k, e in batch["expected"].items()}
     assert got == want
+
+
+def test_rule_rows_lose_exactly_the_points_of_the_rule(batch):
+    """hw2's derive-by-hand (torch absent from the grading kernel) and no-overflow (warnings are errors
+    in the kernel during graded calls) rules, each attacked several ways: only the rule's test fails,
+    with the rule's own message."""
+    from sandboxgrader import hostile
+    for aid, rows in hostile.RULE_ATTACKS.items():
+        for name, (_, breaks, _note) in rows.items():
+            r = batch["results"][f"{aid}/sample-{name}"]
+            assert r.ok and set(breaks) == {g for g, (s, p) in r.cells.items() if s != p}, (name, r.cells)
+            nb = nbutil.read_nb(batch["course"].autograded / f"sample-{name}" / aid / f"{aid}.ipynb")
+            shown = json.dumps([c.get("outputs", []) for c in nb["cells"] if nbutil.grade_id(c) in breaks])
+            assert "not available in this assignment" in shown or "without overflow" in shown, (name, shown[:400])
 
 
 def test_correct_answers_keep_full_marks_beside_the_attacks(batch):

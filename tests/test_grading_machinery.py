@@ -133,6 +133,11 @@ def test_nbgraders_own_autograde_refuses_and_keeps_the_sandboxed_results(toy):
     assert graded.read_bytes() == before
 
 
+def test_grade_reports_do_not_start_formulas():
+    assert [grades.inert_cell(v) for v in ["=HYPERLINK(\"x\")", "+1+2", "@SUM(A1)", "-cmd", "-1.5", "ann", 3.0]] == \
+        ["'=HYPERLINK(\"x\")", "'+1+2", "'@SUM(A1)", "'-cmd", "-1.5", "ann", 3.0]
+
+
 def test_release_is_deterministic_and_clean(released, tmp_path):
     a = fresh(released, tmp_path / "a")
     first = tmp_path / "first"

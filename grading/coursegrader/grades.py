@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +30,20 @@ class Anomaly:
     detail: str
 
 
+_FORMULA = re.compile(r"^[=+@\t\r]|^-(?![\d.])")
+
+
+def inert_cell(value):
+    """A CSV field a spreadsheet will not run: text that would start a formula (student ids, grade ids
+    and flags come from submissions) gets a leading apostrophe."""
+    return "'" + value if isinstance(value, str) and _FORMULA.match(value) else value
+
+
 def _csv(path: Path, header: list[str], rows: list[list]) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
-    w.writerows(rows)
+    w.writerows([inert_cell(v) for v in row] for row in rows)
     nbutil.write_atomic(path, buf.getvalue())
 
 

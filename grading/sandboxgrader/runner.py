@@ -40,11 +40,6 @@ def visible_part(source: str) -> str:
     return markers.without_hidden(source)
 
 
-def hidden_tail(source: str) -> str | None:
-    """When all hidden tests come after the visible ones, the hidden block alone (else None)."""
-    return markers.hidden_tail(source)
-
-
 def stub_of(source: str) -> str:
     """An answer cell as released: the solution replaced by the stub."""
     return markers.replace_solutions(source, "# YOUR CODE HERE\nraise NotImplementedError()")
@@ -250,7 +245,7 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
         if err.split(":")[0] in ("CallTimeout", "OutputFlood", "KernelDied", "MemoryError", "WireError",
                                  "BlockingIOError"):
             res.flags.append(f"test {meta['grade_id']!r}: {err[:160]}")
-        shown = err if ok_visible else visible_message(err)
+        shown = visible_message(err)
         if ok_visible and not ok:   # a hidden test failed: its name and message, never its expected values
             shown = hidden_message(err, meta["grade_id"])
         res.verdicts.append(TestVerdict(meta["grade_id"], points, ok, points if ok else 0.0, shown, notebook_passed,
