@@ -98,6 +98,8 @@ def test_hidden_markers_follow_nbgraders_rule_for_any_number_of_hashes(hashes):
                                                         "locked": True, "points": 1, "schema_version": 3}})
     ClearHiddenTests().preprocess_cell(cell, {}, 0)
     assert cell.source.strip() == visible.strip()          # one rule: the release's and the grader's
+    tail = f"x = 1\n{hashes} BEGIN HIDDEN TESTS\nassert f(SECRET) == 2\n{hashes} END HIDDEN TESTS\n"
+    assert markers.hidden_tail(tail).strip() == "assert f(SECRET) == 2"
     sol = f"def f(x):\n    {hashes} BEGIN SOLUTION\n    return x\n    {hashes} END SOLUTION\n"
     assert "return x" not in runner.stub_of(sol) and "    raise NotImplementedError()" in runner.stub_of(sol)
     assert markers.regions(sol, markers.BEGIN_SOLUTION, markers.END_SOLUTION)[0] == ["    return x"]

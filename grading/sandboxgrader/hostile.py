@@ -166,6 +166,20 @@ def logreg_grad(w, b, X, t, lam):
     return X.T @ z_bar + lam * w, float(np.sum(z_bar))
 '''
 
+_SPY_COMPILE = '''
+import builtins as _b
+_SEEN, _real_compile = [], _b.compile
+
+
+def _spy_compile(source, filename, *args, **kwargs):
+    if filename == "<instructor>":
+        _SEEN.append(source)
+    return _real_compile(source, filename, *args, **kwargs)
+
+
+_b.compile = _spy_compile
+'''
+
 RULE_ATTACKS = {
     "hw2_backprop": {
         # derive by hand: the grading kernel has no torch at all (its files are not in the sandbox)
@@ -210,6 +224,12 @@ def mlp_backward(W1, b1, W2, b2, X, y):
                                 + _NAIVE_GRAD.format(sigmoid="1.0 / (1.0 + np.exp(-z))")}, ["b2-test"],
                                "numpy errors and warnings silenced for the whole kernel, then the naive sigmoid"),
     },
+    "hw3_autodiff": {
+        # hidden tests run after the last student cell: a cell there sees only the visible tests' code
+        "hw3_spy_instructor_code": ({"t1-sol+": _SPY_COMPILE, "end": "print('SPY', _SEEN)\n"}, [],
+                                    "records every instructor function the grader sends; a last cell prints "
+                                    "them (main: 8 hidden lambdas and their data in the feedback)"),
+    },
 }
 
 
@@ -219,10 +239,21 @@ def rule_rows(assignment: str, source_nb: dict, release_nb: dict, nb_name: str) 
     pts = test_points(source_nb)
     out = []
     for name, (changes, breaks, note) in RULE_ATTACKS.get(assignment, {}).items():
-        unknown = set(changes) - set(filled) | set(breaks) - set(pts)
-        if unknown:
-            raise KeyError(f"{name}: no answer / test cell {sorted(unknown)} in {assignment}")
-        answers_now = {**filled, **{g: textwrap.dedent(c).strip("\n") + "\n" for g, c in changes.items()}}
-        out.append(Sample(assignment, name, {nb_name: fill(release_nb, answers_now)},
-                          sum(pts.values()) - sum(pts[b] for b in breaks), list(breaks), note))
+        changes = dict(changes)
+        end = changes.pop("end", None)    # a student cell after the last cell of the notebook
+        answers_now = dict(filled)
+        for gid, code in changes.items():  # "<grade_id>+" appends to the solution, else replaces it
+            base = gid.rstrip("+")
+            if base not in filled:
+                raise KeyError(f"{name}: no answer cell {base!r} in {assignment}")
+            code = textwrap.dedent(code).strip("\n") + "\n"
+            answers_now[base] = filled[base].rstrip("\n") + "\n" + code if gid.endswith("+") else code
+        if set(breaks) - set(pts):
+            raise KeyError(f"{name}: no test cell {sorted(set(breaks) - set(pts))} in {assignment}")
+        nb = fill(release_nb, answers_now)
+        if end:
+            nb["cells"].append({"cell_type": "code", "execution_count": None, "id": "student-end", "metadata": {},
+                                "outputs": [], "source": end})
+        out.append(Sample(assignment, name, {nb_name: nb}, sum(pts.values()) - sum(pts[b] for b in breaks),
+                          list(breaks), note))
     return out

@@ -32,6 +32,19 @@ def without_hidden(source: str) -> str:
     return "\n".join(regions(source, BEGIN_HIDDEN, END_HIDDEN)[1])
 
 
+def hidden_tail(source: str) -> str | None:
+    """When the cell's only hidden region comes after every visible line, that region (else None)."""
+    lines = source.split("\n")
+    starts = [i for i, line in enumerate(lines) if BEGIN_HIDDEN in line]
+    if len(starts) != 1:
+        return None
+    ends = [i for i, line in enumerate(lines) if END_HIDDEN in line and i > starts[0]]
+    stop = ends[0] if ends else len(lines)
+    if any(line.strip() for line in lines[stop + 1:]):
+        return None
+    return "\n".join(lines[starts[0] + 1:stop]) + "\n"
+
+
 def replace_solutions(source: str, stub: str) -> str:
     """An answer cell as released: each solution region replaced by ``stub`` at the marker's indent."""
     out, on = [], False

@@ -179,7 +179,7 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
     history: list[str] = []   # code that ran in the sandbox, replayed after a restart
     count = 0
     generation = [session.restarts]
-    pending: list = []   # test cells: [cell, notebook passed, visible verdict, error, seconds, has hidden tests]
+    pending: list = []   # test cells: [cell, notebook passed, visible verdict, error, seconds, grader names]
 
     def ensure_alive():
         """After the kernel died or was restarted (timeouts), rebuild the student's state."""
@@ -227,17 +227,20 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
         ensure_alive()
         t1 = time.monotonic()
         ok_visible, _, err = trusted.run(code, f"test {meta['grade_id']}")
-        pending.append([cell, run.status == "ok", ok_visible, err, time.monotonic() - t1, ok_visible and full != code])
+        pending.append([cell, run.status == "ok", ok_visible, err, time.monotonic() - t1,
+                        trusted.snapshot() if ok_visible and full != code else None])
     # Hidden tests only after the last student cell: no student cell can see what they passed in, and
     # nothing the kernel prints from here on is shown (calls print into the agent's sink).
     for item in pending:
-        cell, notebook_passed, ok_visible, err, seconds, has_hidden = item
+        cell, notebook_passed, ok_visible, err, seconds, snapshot = item
         meta, full = nbmeta(cell), src(cell)
         ok = ok_visible
-        if has_hidden:   # the whole cell again: its visible part rebuilds the names its hidden part reads
+        if snapshot is not None:   # the grader's names as they were after this cell's visible tests
+            trusted.restore(snapshot)
+            tail = markers.hidden_tail(full)
             ensure_alive()
             t1 = time.monotonic()
-            ok, _, hidden_err = trusted.run(full, f"hidden {meta['grade_id']}")
+            ok, _, hidden_err = trusted.run(tail if tail is not None else full, f"hidden {meta['grade_id']}")
             seconds += time.monotonic() - t1
             if not ok:
                 err = hidden_err

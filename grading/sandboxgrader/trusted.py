@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import copy
 import io
 import linecache
 import sys
@@ -207,6 +208,16 @@ class TrustedRunner:
             exists, value = self.describe(name)
             if exists:
                 self.ns[name] = value
+
+    def snapshot(self) -> dict:
+        """The grader's names now (random generators copied: later cells must not advance them)."""
+        return {k: copy.deepcopy(v) if isinstance(v, (np.random.Generator, np.random.RandomState)) else v
+                for k, v in self.ns.items()}
+
+    def restore(self, snapshot: dict) -> None:
+        """Back to a snapshot, IN the same dict: functions defined earlier read their globals from it."""
+        self.ns.clear()
+        self.ns.update(snapshot)
 
     def run(self, code: str, label: str):
         """Run instructor/test code; return (passed, stdout, error text)."""
