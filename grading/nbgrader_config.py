@@ -42,6 +42,17 @@ c.Execute.extra_arguments = pp.kernel_arguments()
 # unsandboxed: it refuses, before touching any file, with a pointer to `make autograde` (the sandboxed
 # grader, whose results formgrader shows). --RefuseUnsandboxed.allow=True: trusted code only.
 c.Autograde.exporter_class = "coursegrader.preprocessors.RefuseUnsandboxed"
+# The sandboxed grader's budgets (grading/README.md, "Limits"): per submission, per job, per kernel.
+# Any field of sandboxgrader.kernel.Limits may be set here; these are the defaults.
+c.Sandbox.submission_budget = 600      # s of student code per submission (cells + calls), else NOT graded
+c.Sandbox.job_timeout = 1800           # s wall clock per notebook: the worker is killed beyond
+c.Sandbox.memory = 4 * 2**30           # bytes, the kernel's whole process tree (tmpfs included)
+c.Sandbox.processes = 64               # processes + threads of the kernel's tree
+c.Sandbox.cpu_seconds = 300            # CPU s of the kernel's tree (and of each process)
+c.Sandbox.cpus = 1.0                   # cores the kernel's tree may use at once
+c.Sandbox.home_size = 256 * 2**20      # bytes, the kernel's home (a tmpfs, never host disk)
+c.Sandbox.reply_bytes = 16 * 2**20     # largest answer of a graded call
+c.Sandbox.message_bytes = 16 * 2**20   # largest Jupyter message taken from the kernel
 c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     # nbgrader's DeduplicateIds leaves `{}` metadata that aborts the whole batch (SchemaTooOldError)

@@ -33,7 +33,15 @@ FLAGGED = {"hostile_patch_checker": "tampering suspected", "hostile_input_transf
            "hostile_os_exit": "kernel died", "hostile_loop_in_function": "CallTimeout",
            "hostile_loop_top_level": "timed out", "hostile_memory_bomb": "MemoryError",
            "hostile_print_flood": "OutputFlood", "hostile_fork_bomb": "fork bomb",
-           "hostile_test_cells": "restored and run"}
+           "hostile_test_cells": "restored and run", "hostile_sigint_ignored": "timed out",
+           "hostile_trickle_reply": "CallTimeout", "hostile_disk_fill": "disk budget",
+           "hostile_huge_reply": "refused", "hostile_huge_messages": "output truncated",
+           # which budget stops these first depends on the machine's speed: any is a secure verdict
+           "hostile_memory_fanout": ("memory budget of the kernel", "CallTimeout"),
+           "hostile_cpu_fanout": ("processes left running", "CallTimeout", "fork bomb")}
+NOT_GRADED = {"hostile_slow_when_graded": "time budget of 60 s exhausted"}
+# the sandbox's budgets for this batch (nbgrader_config.py's c.Sandbox): small, so the rows are cheap
+SANDBOX = {"submission_budget": 60, "home_size": 128 * 2**20, "message_bytes": 2**20}
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +51,8 @@ def batch(tmp_path_factory):
     (root / "solutions").symlink_to(REAL.source, target_is_directory=True)
     shutil.copytree(REAL.release, root / "assignments")
     course = Course.at(root, timeout=10)
+    for key, value in SANDBOX.items():
+        course.config.Sandbox[key] = value
     source = nbutil.read_nb(REAL.source / AID / f"{AID}.ipynb")
     rel = nbutil.read_nb(REAL.release / AID / f"{AID}.ipynb")
     built = hostile.build(AID, source, rel, f"{AID}.ipynb", db_path=str(course.db_path),
@@ -64,7 +74,8 @@ def test_every_row_is_generated():
     names = set(hostile._attacks("f", "db", "sol"))
     assert {"patch_checker", "patch_allclose", "input_transformer", "swallow_errors", "write_gradebook",
             "read_secrets", "os_exit", "loop_in_function", "loop_top_level", "sigint_ignored", "memory_bomb",
-            "fork_bomb", "print_flood"} <= names
+            "fork_bomb", "print_flood", "trickle_reply", "slow_when_graded", "memory_fanout", "cpu_fanout",
+            "disk_fill", "huge_reply", "huge_messages"} <= names
 
 
 def test_each_submission_earns_exactly_its_expected_score(batch):
@@ -102,6 +113,15 @@ def test_no_cell_sees_the_hidden_tests_instructor_code(batch):
     assert batch["feedback"][f"{aid}/sample-hw3_spy_instructor_code"].ok
 
 
+def test_a_submission_past_its_time_budget_is_not_graded(batch):
+    for name, words in NOT_GRADED.items():
+        r = batch["results"][f"{AID}/sample-{name}"]
+        assert not r.ok and words in r.problem, (name, r.problem)
+        with batch["course"].gradebook() as gb:   # never a silent 0: every grade waits for a person
+            grades = gb.find_submission_notebook(AID, AID, f"sample-{name}").grades
+            assert grades and all(g.auto_score is None and g.needs_manual_grade for g in grades)
+
+
 def test_correct_answers_keep_full_marks_beside_the_attacks(batch):
     for key, r in batch["results"].items():
         if key.endswith("sample-solution"):
@@ -112,7 +132,7 @@ def test_anomalies_are_flagged(batch):
     for name, words in FLAGGED.items():
         r = batch["results"][f"{AID}/sample-{name}"]
         assert r.ok, (name, r.problem)
-        assert words in r.problem, (name, r.problem)
+        assert any(w in r.problem for w in ((words,) if isinstance(words, str) else words)), (name, r.problem)
 
 
 def test_the_gradebook_was_out_of_reach(batch):
@@ -129,6 +149,9 @@ def test_solutions_and_hidden_tests_never_reach_the_student(batch):
     out = _outputs(batch, "hostile_read_secrets")
     assert "cannot read" in out and "BEGIN SOLUTION" not in out and "BEGIN HIDDEN TESTS" not in out
     for key, f in batch["feedback"].items():   # generate() scans every page for hidden/solution lines
+        if key.split("sample-")[-1] in {n.removeprefix("sample-") for n in NOT_GRADED}:
+            assert not f.ok and not f.pages and "not graded" in f.problem   # no partial results handed out
+            continue
         assert f.ok, (key, f.problem)          # (other than the student's own) and deletes a leaking one
         text = nbutil.html_text(Path(f.pages[0]).read_text())
         assert "HIDDEN TESTS" not in text and "BEGIN SOLUTION" not in text, key

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import csv
 import io
 import json
 import os
@@ -17,9 +18,12 @@ import pytest
 from grading_fixtures import HIDDEN_MARK, TOY, TOY_POINTS, make_toy_course, toy_source
 
 from coursegrader import autograde, collect, feedback, grades, nbutil, release, samples
-from coursegrader.settings import Course
+from coursegrader.settings import Course, REPO
+
+REPO_SOLUTION = REPO / "solutions" / "hw1_matrix_gradients" / "hw1_matrix_gradients.ipynb"
 
 TOTAL = sum(TOY_POINTS.values())
+EVIL_ID = '=HYPERLINK("http://x","ok")\x1b[2K\r\x1b[32mall good\x1b[0m'
 pytestmark = pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")
 
 
@@ -66,9 +70,19 @@ def toy(released, tmp_path_factory):
     # output that runs script where it is rendered (formgrader, feedback, Lab): must arrive inert
     hostile("x-xss", "answer_grad", lambda s: s + "\n" + XSS_CELL)
     nbutil.write_nb(course.submitted / "x-unknown" / "nope" / "nope.ipynb", solution)  # no such assignment
+    malformed = copy.deepcopy(solution)   # hand-edited JSON: one bad file must not stop the class
+    pasted = copy.deepcopy(next(c for c in malformed["cells"] if nbutil.grade_id(c) == "test_hess"))
+    pasted["source"] = 42
+    malformed["cells"] += [pasted, {"cell_type": "code", "metadata": [1, 2], "source": "x_list_meta = 1",
+                                    "outputs": [], "execution_count": None}]
+    for _ in range(2):   # a student-chosen grade_id that a spreadsheet or a terminal would run
+        malformed["cells"].append({"cell_type": "code", "source": "pass", "outputs": [], "execution_count": None,
+                                   "metadata": {"nbgrader": {"grade_id": EVIL_ID, "grade": False,
+                                                             "solution": False, "locked": False}}})
+    nbutil.write_nb(course.submitted / "x-malformed" / TOY / "toy.ipynb", malformed)
     expected.update({"nope/x-unknown": {"expected": 0.0}, f"{TOY}/x-died": {"expected": TOTAL - 5}, f"{TOY}/x-loop": {"expected": TOTAL - 1}, f"{TOY}/x-edited": {"expected": TOTAL},
-                     f"{TOY}/x-stderr": {"expected": TOTAL}, f"{TOY}/x-spy": {"expected": TOTAL},
-                     f"{TOY}/x-xss": {"expected": TOTAL}})
+                     f"{TOY}/x-stderr": {"expected": TOTAL}, f"{TOY}/x-malformed": {"expected": TOTAL},
+                     f"{TOY}/x-spy": {"expected": TOTAL}, f"{TOY}/x-xss": {"expected": TOTAL}})
     results = autograde.grade_submissions(course, course.submissions(), progress=False)
     fb = feedback.generate(course, course.submissions(), progress=False)
     reports = grades.export(course)
@@ -131,11 +145,6 @@ def test_nbgraders_own_autograde_refuses_and_keeps_the_sandboxed_results(toy):
     r = run(course, Autograde, TOY, "sample-solution", force=True, create_student=True)
     assert not r.success and "make autograde" in (r.error + r.log), (r.error, r.log)
     assert graded.read_bytes() == before
-
-
-def test_grade_reports_do_not_start_formulas():
-    assert [grades.inert_cell(v) for v in ["=HYPERLINK(\"x\")", "+1+2", "@SUM(A1)", "-cmd", "-1.5", "ann", 3.0]] == \
-        ["'=HYPERLINK(\"x\")", "'+1+2", "'@SUM(A1)", "'-cmd", "-1.5", "ann", 3.0]
 
 
 def test_release_is_deterministic_and_clean(released, tmp_path):
@@ -362,3 +371,239 @@ def test_collect_refuses_a_single_notebook(released, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no files"):
         collect.collect(course, tmp_path / "empty")
+
+
+# ---------------------------------------------------------------- one bad file never stops a class
+
+def test_hand_edited_json_is_graded_and_reported_not_fatal(toy):
+    r = toy["results"][f"{TOY}/x-malformed"]
+    assert r.ok and r.score == TOTAL, r.problem
+    assert toy["feedback"][f"{TOY}/x-malformed"].ok
+    kinds = {(a.student, a.kind) for a in toy["reports"]["anomalies"]}
+    assert ("x-malformed", "duplicated grade_id") in kinds
+
+
+def test_report_cells_cannot_run_as_formulas(toy):
+    for path in toy["course"].reports.glob("*.csv"):
+        for row in csv.reader(io.StringIO(path.read_text())):
+            for cell in row:
+                if cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
+                    float(cell)   # only numbers may start so
+    assert "'=HYPERLINK" in (toy["course"].reports / "anomalies.csv").read_text()
+
+
+def test_student_text_printed_to_a_terminal_is_escaped(toy, capsys):
+    from coursegrader import cli
+    assert cli.cmd_grades(toy["course"], None) == 0
+    out = capsys.readouterr().out
+    assert "=HYPERLINK" in out and "\x1b" not in out and "\r" not in out and "\\x1b[2K" in out
+
+
+def test_feedback_and_grades_go_on_past_a_bad_or_huge_notebook(toy, tmp_path, monkeypatch):
+    course = fresh(toy["course"].root, tmp_path / "copy")
+    bad = course.autograded / "x-garbage" / TOY
+    bad.mkdir(parents=True)
+    (bad / "toy.ipynb").write_text("[" * 100_000)   # nested too deeply for json
+    (course.submitted / "x-garbage" / TOY).mkdir(parents=True)
+    (course.submitted / "x-garbage" / TOY / "toy.ipynb").write_text("[" * 100_000)
+    fb = {f.student: f for f in feedback.generate(course, [(TOY, "x-garbage"), (TOY, "sample-solution")],
+                                                   progress=False)}
+    assert not fb["x-garbage"].ok and fb["sample-solution"].ok
+    rep = grades.export(course)
+    assert ("x-garbage", "unreadable submission") in {(a.student, a.kind) for a in rep["anomalies"]}
+    monkeypatch.setattr(feedback, "MAX_NOTEBOOK_BYTES", 1000)     # a 47 MB notebook, scaled down
+    f = feedback.generate(course, [(TOY, "sample-solution")], progress=False)[0]
+    assert not f.ok and "more than" in f.problem and not list((course.feedback / "sample-solution").rglob("*.html"))
+    monkeypatch.setattr(feedback, "MAX_NOTEBOOK_BYTES", 20 * 2**20)
+    monkeypatch.setattr(feedback, "SECONDS_PER_PAGE", 0.001)      # a page that takes too long
+    f = feedback.generate(course, [(TOY, "sample-solution")], progress=False)[0]
+    assert not f.ok and not list((course.feedback / "sample-solution").rglob("*.html"))
+
+
+def test_a_job_past_its_deadline_is_not_graded_and_autograde_fails(released, tmp_path, capsys):
+    """The worker is killed, the submission marked not graded (never a silent 0), the summary
+    written, and `make autograde` exits non-zero with a line per submission."""
+    from coursegrader import cli
+    course = fresh(released, tmp_path / "c", timeout=300)
+    course.config.Sandbox.job_timeout = 5
+    built = [s for s in samples.build_course(course) if s.name == "solution"]
+    nb = built[0].notebooks["toy.ipynb"]
+    for c in nb["cells"]:
+        if nbutil.grade_id(c) == "answer_grad":
+            c["source"] = nbutil.src(c) + "\nimport time\ntime.sleep(600)"   # stuck for longer than the deadline
+    nbutil.write_nb(course.submitted / "x-stuck" / TOY / "toy.ipynb", nb)
+    args = type("Args", (), {"assignment": "", "student": "", "no_progress": True})()
+    assert cli.cmd_autograde(course, args) == 1
+    err = capsys.readouterr().err
+    assert "NOT GRADED toy/x-stuck" in err and "deadline of 5 s" in err
+    assert not autograde.load_records(course)[f"{TOY}/x-stuck"]["ok"]   # the summary is written
+    grades.export(course)
+    rows = {r["student"]: r for r in csv.DictReader(io.StringIO((course.reports / "grades.csv").read_text()))}
+    assert rows["x-stuck"]["score"] == "" and rows["x-stuck"]["status"].startswith("NOT GRADED")
+    with course.gradebook() as gb:
+        grades_ = gb.find_submission_notebook("toy", TOY, "x-stuck").grades
+        assert grades_ and all(g.auto_score is None and g.needs_manual_grade for g in grades_)
+
+
+FAKE_WORKER = """
+import json, sys, time
+for line in sys.stdin:
+    job = json.loads(line)
+    if job["student"] == "stuck":
+        time.sleep(3600)
+    print(json.dumps({"student": job["student"], "assignment": job["assignment"], "notebook": job["notebook"],
+                      "verdicts": [], "manual": [], "flags": [], "nb": "{}", "seconds": 0.0, "calls": 0,
+                      "call_seconds": 0.0, "score": 1.0, "max_score": 1.0}), flush=True)
+"""
+
+
+def test_the_batch_kills_a_stuck_worker_and_goes_on(monkeypatch):
+    import subprocess
+    import sys
+    from sandboxgrader import batch
+    monkeypatch.setattr(batch, "_spawn", lambda i, o: subprocess.Popen(
+        [sys.executable, "-c", FAKE_WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1))
+    jobs = [batch.Job(s, "a", "nb", "src", "sub") for s in ("s1", "stuck", "s2", "s3")]
+    out = {r["student"]: r for r in batch.grade_many(jobs, 1, batch.Options(job_timeout=2))}
+    assert set(out) == {"s1", "stuck", "s2", "s3"}
+    assert "deadline of 2 s" in out["stuck"]["error"] and out["stuck"]["nb"] is None
+    assert all(out[s]["score"] == 1.0 for s in ("s1", "s2", "s3"))
+
+
+def test_unknown_sandbox_settings_are_refused(released, tmp_path):
+    from sandboxgrader.harness import sandbox_options
+    course = fresh(released, tmp_path / "c")
+    course.config.Sandbox.memroy = 2**30
+    with pytest.raises(ValueError, match="memroy"):
+        sandbox_options(course, 10, 10, False)
+    course.config.Sandbox.pop("memroy")
+    course.config.Sandbox.memory = 2**30
+    assert sandbox_options(course, 10, 10, False).limits["memory"] == 2**30
+
+
+# ---------------------------------------------------------------- collect: hostile and broken downloads
+
+def _patch(raw: bytes, name: bytes, local_off: int, central_off: int, value: bytes) -> bytes:
+    """Overwrite a field of one member's local and central headers (what zipfile will not write)."""
+    raw = bytearray(raw)
+    for sig, off, name_at in ((b"PK\x03\x04", local_off, 30), (b"PK\x01\x02", central_off, 46)):
+        at = 0
+        while (at := raw.find(sig, at)) >= 0:
+            if raw[at + name_at: at + name_at + len(name)] == name:
+                raw[at + off: at + off + len(value)] = value
+            at += 4
+    return bytes(raw)
+
+
+def test_collect_reports_each_broken_file_and_collects_the_rest(released, tmp_path, monkeypatch):
+    course = fresh(released, tmp_path / "c")
+    good = _nb_bytes(course)
+    gid_list = json.loads(good)
+    gid_list["cells"][0].setdefault("metadata", {})["nbgrader"] = {"grade_id": ["a", "list"]}
+    meta_list = json.loads(good)
+    meta_list["cells"][1]["metadata"] = [1, 2]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        def put(name, data, **kw):
+            zi = zipfile.ZipInfo(name, date_time=kw.get("when", (2025, 3, 1, 12, 0, 0)))
+            zi.compress_type = kw.get("compress", zipfile.ZIP_STORED)
+            if "attr" in kw:
+                zi.external_attr = kw["attr"]
+            z.writestr(zi, data)
+        put("Ann Lee_101_assignsubmission_file_/toy.ipynb", good)
+        put("Bo Ek_102_assignsubmission_file_/toy.ipynb", good)                            # encrypted
+        put("Cy Dee_103_assignsubmission_file_/toy.ipynb", good.replace(b"grad", b"GRAD"))  # CRC patched below
+        put("Di Eve_104_assignsubmission_file_/toy.ipynb", good, when=(2025, 13, 1, 0, 0, 0))  # bad date
+        put("Ed Fox_105_assignsubmission_file_/toy.ipynb", good)                            # compression 99
+        put("Fa Gu_106_assignsubmission_file_/toy.ipynb", b"[" * 100_000 + b"]" * 100_000)  # nested JSON
+        put("Gi Ho_107_assignsubmission_file_/toy.ipynb", nbutil.dumps_nb(gid_list).encode())
+        put("Hu Io_108_assignsubmission_file_/toy.ipynb", nbutil.dumps_nb(meta_list).encode())
+        put("Ix Ju_109_assignsubmission_file_/toy.ipynb", b"../../solutions/toy/toy.ipynb",
+            attr=(0o120777 << 16))                                                           # a symlink
+    raw = buf.getvalue()
+    raw = raw.replace(good.replace(b"grad", b"GRAD"), good.replace(b"grad", b"GRAX"))       # corrupt data
+    raw = _patch(raw, b"Ed Fox_105_assignsubmission_file_/toy.ipynb", 8, 10, (99).to_bytes(2, "little"))
+    raw = _patch(raw, b"Bo Ek_102_assignsubmission_file_/toy.ipynb", 6, 8, (1).to_bytes(2, "little"))
+    (tmp_path / "dl.zip").write_bytes(raw)
+    items = collect.collect(course, tmp_path / "dl.zip")
+    st = {i.student or i.origin.split("!")[1].split("_")[0]: (i.status, i.reason) for i in items}
+    assert st["ann_lee"][0] == "collected"
+    for who, why in [("Bo Ek", "encrypted"), ("Cy Dee", "CRC"), ("Di Eve", "invalid date"),
+                     ("Ed Fox", "compression"), ("fa_gu", "nested too deeply"), ("Ix Ju", "symbolic link")]:
+        assert st[who][0] == "bad" and why in st[who][1], (who, st[who])
+    assert st["gi_ho"][0] in ("collected", "bad") and st["hu_io"][0] in ("collected", "bad")
+    assert len(items) == 9 and (course.reports / "collect.csv").read_text().count("\n") == 10
+
+
+def test_collect_budget_stops_zip_bombs_without_holding_them(released, tmp_path, monkeypatch):
+    course = fresh(released, tmp_path / "c")
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w", zipfile.ZIP_DEFLATED) as z:
+        for k in range(4):
+            z.writestr(f"part{k}.ipynb", b"\0" * (3 * 2**20))   # 12 MiB expanded, a few KB packed
+    with zipfile.ZipFile(tmp_path / "dl.zip", "w") as z:
+        z.writestr("Ann Lee_101_assignsubmission_file_/toy.ipynb", _nb_bytes(course))
+        z.writestr("Bo Ek_102_assignsubmission_file_/upload.zip", inner.getvalue())
+    monkeypatch.setattr(collect, "MAX_EXPANDED", 8 * 2**20)
+    items = collect.collect(course, tmp_path / "dl.zip")
+    bomb = [i for i in items if "upload.zip" in i.origin]
+    assert any(i.status == "bad" and "zip bomb" in i.reason for i in bomb)
+    assert (course.submitted / "ann_lee" / TOY / "toy.ipynb").exists()
+    monkeypatch.setattr(collect, "MAX_EXPANDED", 2**30)
+    monkeypatch.setattr(collect, "MAX_MEMBERS", 3)
+    items = collect.collect(course, tmp_path / "dl.zip")
+    assert any(i.status == "bad" and "more than 3 files" in i.reason for i in items)
+
+
+def _upload(members: dict) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in members.items():
+            z.writestr(zipfile.ZipInfo(name, date_time=(2099, 1, 1, 0, 0, 0)), data)
+    return buf.getvalue()
+
+
+def test_files_in_an_upload_belong_to_the_uploader_at_its_lms_time(released, tmp_path):
+    """Canvas, Moodle and plain folders: a zip named and dated to pass as other students' work
+    files everything under its uploader, at the time the LMS gave the upload."""
+    course = fresh(released, tmp_path / "c")
+    victim, blank = _nb_bytes(course), _nb_bytes(course, "raise NotImplementedError()")
+    canvas = tmp_path / "canvas"
+    canvas.mkdir()
+    (canvas / "lee_12345_67890_toy.ipynb").write_bytes(victim)
+    (canvas / "kim_222_333_toy.zip").write_bytes(_upload({"lee_12345_67890_toy.ipynb": blank,
+                                                           "ghost_999_999_toy.ipynb": blank}))
+    os.utime(canvas / "lee_12345_67890_toy.ipynb", (1.7e9, 1.7e9))
+    os.utime(canvas / "kim_222_333_toy.zip", (1.7e9 + 60, 1.7e9 + 60))
+    items = collect.collect(course, canvas)
+    assert (course.submitted / "lee" / TOY / "toy.ipynb").read_bytes() == victim
+    assert not (course.submitted / "ghost").exists()
+    assert (course.submitted / "kim" / TOY / "toy.ipynb").read_bytes() == blank
+    assert not (course.submitted / "kim" / TOY / "timestamp.txt").read_text().startswith("2099")
+    assert {i.student for i in items if "kim_222_333_toy.zip" in i.origin} == {"kim"}
+    newer = tmp_path / "canvas2"   # the victim's real resubmission is still taken
+    newer.mkdir()
+    (newer / "lee_12345_67899_toy-1.ipynb").write_bytes(victim + b" ")
+    os.utime(newer / "lee_12345_67899_toy-1.ipynb", (1.7e9 + 120, 1.7e9 + 120))
+    assert [i.status for i in collect.collect(course, newer)] == ["collected"]
+
+    with zipfile.ZipFile(tmp_path / "moodle.zip", "w") as z:
+        z.writestr(zipfile.ZipInfo("Ann Lee_101_assignsubmission_file_/toy.ipynb", (2025, 3, 1, 9, 0, 0)), victim)
+        z.writestr(zipfile.ZipInfo("Bo Ek_102_assignsubmission_file_/mine.zip", (2025, 3, 1, 10, 0, 0)),
+                   _upload({"Ann Lee_101_assignsubmission_file_/toy.ipynb": blank}))
+    items = collect.collect(course, tmp_path / "moodle.zip")
+    assert (course.submitted / "ann_lee" / TOY / "toy.ipynb").read_bytes() == victim
+    assert (course.submitted / "bo_ek" / TOY / "timestamp.txt").read_text().startswith("2025-03-01")
+
+    plain = tmp_path / "plain"
+    (plain / "s1").mkdir(parents=True)
+    (plain / "s2").mkdir()
+    (plain / "s1" / "toy.ipynb").write_bytes(victim)
+    (plain / "s2" / "work.zip").write_bytes(_upload({"s1/toy.ipynb": blank}))
+    (plain / "s3").mkdir()
+    (plain / "s3" / "toy.ipynb").symlink_to(REPO_SOLUTION)   # a link to solutions/ is refused
+    items = collect.collect(course, plain)
+    assert (course.submitted / "s1" / TOY / "toy.ipynb").read_bytes() == victim
+    assert (course.submitted / "s2" / TOY / "toy.ipynb").read_bytes() == blank
+    assert [i.reason for i in items if "s3" in i.origin] == ["a symbolic link: refused"]
+    assert not (course.submitted / "s3").exists()

@@ -263,3 +263,116 @@ def test_runaway_calls_are_bounded(session, name):
     # calls run off the main thread: `signal.signal` there is itself an error -- a failure all the same
     assert any(word in err for word in ("CallTimeout", "OutputFlood", "main thread")), (name, err)
     assert session.kernel.alive()
+
+
+# ------------------------------------------------------------------------- bounds of one kernel
+
+@pytest.fixture(scope="module")
+def small():
+    """A kernel with small budgets, so each bound is cheap to hit."""
+    from sandboxgrader.kernel import Limits
+    from sandboxgrader.session import Session
+    s = Session(slot=92, limits=Limits(memory=768 * 2**20, reply_bytes=2**20, home_size=16 * 2**20),
+                files={"data.txt": b"1 2 3\n"}).start()
+    yield s
+    s.shutdown()
+
+
+@needs_sandbox
+def test_each_kernel_has_its_own_cgroup(small):
+    cg = small.kernel.cgroup
+    if cg is None:
+        assert os.environ.get("CI") != "true", "no writable cgroup: per-kernel budgets unavailable"
+        pytest.skip("no writable cgroup v1/v2 here")
+    assert cg.pids() >= 1 and cg.cpu_seconds() >= 0
+    assert str(small.kernel.main_pid()) in open(cg.procs_files[0]).read().split()
+
+    def read(ctrl, v1, v2):
+        return open(os.path.join(cg.dirs["" if cg.version == 2 else ctrl], v2 if cg.version == 2 else v1)).read()
+    assert int(read("memory", "memory.limit_in_bytes", "memory.max")) == 768 * 2**20
+    assert int(read("pids", "pids.max", "pids.max")) == 64
+    assert read("cpu", "cpu.cfs_quota_us", "cpu.max").split()[0] == "100000"   # one core for the whole tree
+
+
+@needs_sandbox
+def test_memory_budget_bounds_the_whole_process_tree(small):
+    """Four children of 300 MiB each, held: over the tree's 768 MiB although each is far under RLIMIT_AS."""
+    if small.kernel.cgroup is None:
+        pytest.skip("no cgroup")
+    out = run_ok(small, "import os, signal\nkids = []\nfor _ in range(4):\n    pid = os.fork()\n    if pid == 0:\n"
+                        "        hog = b'x' * (300 * 2**20)\n        os.read(os.pipe()[0], 1)\n        os._exit(0)\n"
+                        "    kids.append(pid)\noom = 0\nwhile not oom:   # until the budget kills one\n"
+                        "    pid, status = os.wait()\n    oom = os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9\n"
+                        "for pid in kids:\n    try:\n        os.kill(pid, 9)\n    except OSError:\n        pass\n"
+                        "print('killed by the budget')\n")
+    assert "killed by the budget" in out and small.usage()["oom_kill"] >= 1
+
+
+@needs_sandbox
+def test_home_is_a_capped_tmpfs_with_the_assignment_files(small):
+    out = run_ok(small, "print(open('data.txt').read().strip())\ntry:\n    with open('big', 'wb') as fh:\n"
+                        "        for _ in range(64):\n            fh.write(b'x' * 2**20)\nexcept OSError as e:\n"
+                        "    print('refused', e.errno)\nimport os\nos.remove('big')\n")
+    assert out.split("\n")[0] == "1 2 3" and "refused 28" in out    # ENOSPC
+    assert not os.path.exists(os.path.join(small.kernel.base, "home", "big"))
+
+
+@needs_sandbox
+def test_a_trickled_reply_meets_one_absolute_deadline(small):
+    from sandboxgrader.session import CallTimeout
+    from sandboxgrader.trusted import TrustedRunner
+    run_ok(small, "def trickle(x):\n    import struct, sys, threading, time\n    f = sys._getframe()\n"
+                  "    while 'conn' not in f.f_locals:\n        f = f.f_back\n    conn = f.f_locals['conn']\n"
+                  "    def go():\n        conn.sendall(struct.pack('!Q', 10**6))\n        while True:\n"
+                  "            conn.sendall(b' ')\n            time.sleep(0.2)\n"
+                  "    threading.Thread(target=go, daemon=True).start()\n    time.sleep(3600)\n")
+    restarts = small.restarts
+    tr = TrustedRunner(small, call_timeout=1)
+    ok, _, err = tr.run("trickle(1)", "trickle")
+    assert not ok and err.startswith("CallTimeout") and small.restarts == restarts + 1
+    assert issubclass(CallTimeout, TimeoutError)
+
+
+@needs_sandbox
+def test_an_oversized_reply_is_refused_unread(small):
+    from sandboxgrader.trusted import TrustedRunner
+    run_ok(small, "def big(x):\n    return 'x' * (3 * 2**20)\n")
+    ok, _, err = TrustedRunner(small, call_timeout=10).run("big(1)", "big")
+    assert not ok and "WireError" in err and "refused" in err
+
+
+@needs_sandbox
+def test_children_a_call_leaves_running_are_killed_and_flagged(small):
+    from sandboxgrader.trusted import TrustedRunner
+    if small.kernel.cgroup is None:
+        pytest.skip("no cgroup")
+    run_ok(small, "def spawn(n):\n    import os\n    for _ in range(n):\n        if os.fork() == 0:\n"
+                  "            while True:\n                pass\n    return n\n")
+    before = small.usage()["left_running"]
+    ok, _, err = TrustedRunner(small, call_timeout=10).run("assert spawn(10) == 10", "spawn")
+    assert ok, err
+    assert small.usage()["left_running"] == before + 10
+    from sandboxgrader.kernel import leftovers
+    assert leftovers(small.kernel.uid) == 0   # killed and reaped: the process budget is whole again
+
+
+@needs_sandbox
+def test_a_uid_in_use_elsewhere_is_never_taken_or_signalled(monkeypatch):
+    import subprocess
+    from sandboxgrader import kernel
+    uid = kernel.UID_BASE + kernel.UID_COUNT - 1
+    assert not 61184 <= kernel.UID_BASE <= 65519 and kernel.UID_BASE > 60000   # not DynamicUser, not a user
+    other = subprocess.Popen(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "sleep", "60"])
+    try:
+        monkeypatch.setattr(kernel, "UID_BASE", uid)
+        monkeypatch.setattr(kernel, "UID_COUNT", 1)
+        for _ in range(50):   # until setpriv has switched to the uid
+            if kernel._uid_processes(uid):
+                break
+            __import__("time").sleep(0.05)
+        with pytest.raises(kernel.SandboxUnavailable):
+            kernel.acquire_uid()
+        assert other.poll() is None   # still running: not ours to kill
+    finally:
+        other.kill()
+        other.wait()

@@ -150,8 +150,11 @@ def summary_table(results: list[GradeResult]) -> str:
         pct = 100 * r.score / r.max_score if r.max_score else 0.0
         manual = sum(1 for s, _ in r.cells.values() if s is None)
         note = r.problem or (f"{manual} cell(s) need manual grading" if manual else "")
-        rows.append((r.assignment, r.student, f"{r.score:g}", f"{r.max_score:g}", f"{pct:.0f}",
-                     f"{r.seconds:.1f}", note))
+        if not r.ok:
+            note = "NOT GRADED: " + (r.problem or "unknown reason")
+        rows.append((r.assignment, nbutil.terminal_safe(r.student), f"{r.score:g}" if r.ok else "-",
+                     f"{r.max_score:g}", f"{pct:.0f}" if r.ok else "-", f"{r.seconds:.1f}",
+                     nbutil.terminal_safe(note)[:300]))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -160,7 +163,8 @@ def summary_table(results: list[GradeResult]) -> str:
         by.setdefault(r.assignment, []).append(r)
     for aid, rs in sorted(by.items()):
         failed = sum(not r.ok for r in rs)
-        mean = sum(r.score for r in rs) / len(rs)
-        lines.append(f"{aid}: {len(rs)} graded, mean {mean:.2f}/{rs[0].max_score:g}"
-                     + (f", {failed} FAILED (see grading/reports/nbgrader.log)" if failed else ""))
+        ok = [r.score for r in rs if r.ok]
+        mean = sum(ok) / len(ok) if ok else 0.0
+        lines.append(f"{aid}: {len(ok)} graded, mean {mean:.2f}/{rs[0].max_score:g}"
+                     + (f", {failed} NOT GRADED" if failed else ""))
     return "\n".join(lines)

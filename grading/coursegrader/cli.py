@@ -18,6 +18,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from .nbutil import terminal_safe
 from .settings import Course
 
 
@@ -120,7 +121,14 @@ def cmd_autograde(course: Course, args) -> int:
         print(f"autograde: refusing to grade: {exc}", file=sys.stderr)
         return 2
     print(summary_table(results))
-    return 0
+    failed = [r for r in results if not r.ok]
+    for r in failed:   # never a silent 0: each submission the grader could not grade, and why
+        print(f"NOT GRADED {r.assignment}/{r.student}: {terminal_safe(r.problem) or 'unknown reason'}",
+              file=sys.stderr)
+    if failed:
+        print(f"autograde: {len(failed)} of {len(results)} submission(s) NOT graded (marked for manual "
+              "grading in the gradebook)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_feedback(course: Course, args) -> int:
@@ -134,7 +142,7 @@ def cmd_feedback(course: Course, args) -> int:
     rc = 0
     for r in results:
         if not r.ok:
-            print(f"FEEDBACK {r.assignment}/{r.student}: {r.problem}", file=sys.stderr)
+            print(terminal_safe(f"FEEDBACK {r.assignment}/{r.student}: {r.problem}"), file=sys.stderr)
             rc = 1 if "page deleted" in r.problem else rc
     done = sum(r.ok for r in results)
     print(f"feedback: {done}/{len(results)} pages in {course.feedback.relative_to(course.root)}/<student>/<assignment>/")
@@ -149,7 +157,7 @@ def cmd_grades(course: Course, args) -> int:
     if out["anomalies"]:
         print(f"{len(out['anomalies'])} anomalies:")
         for a in out["anomalies"]:
-            print(f"  {a.assignment}/{a.student}: {a.kind} — {a.detail}")
+            print(terminal_safe(f"  {a.assignment}/{a.student}: {a.kind} — {a.detail}"))
     else:
         print("no anomalies")
     return 0

@@ -22,8 +22,12 @@ import datetime as dt
 import io
 import json
 import re
+import os
+import stat
+import tempfile
 import unicodedata
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,14 +37,16 @@ from .settings import Course
 MOODLE = re.compile(r"^(?P<name>.+?)_(?P<num>\d+)_assign(?:submission|feedback)_\w*?_?$")
 CANVAS = re.compile(r"^(?P<name>.+?)(?:_late)?_(?P<num>\d+)_(?P<sub>\d+)_(?P<file>.+)$", re.I)
 RESUBMIT = re.compile(r"(?:-(\d+)| \((\d+)\))$")  # Canvas `-1`, browsers ` (1)`
-MAX_BYTES = 50_000_000
+MAX_BYTES = 50_000_000          # one file (expanded)
+MAX_EXPANDED = 2 * 2**30        # all files of one download, expanded (zip bombs)
+MAX_MEMBERS = 20_000            # files in one download, zips inside it included
 
 
 @dataclass
 class Item:
     origin: str                 # where it came from, for the report
     parts: tuple                # path parts relative to the download root
-    data: bytes
+    blob: Path | None           # the file's bytes, spooled to a temp file (never all held in memory)
     mtime: dt.datetime
     student: str = ""
     lms_num: str = ""
@@ -50,6 +56,11 @@ class Item:
     status: str = ""            # collected | unchanged | duplicate | ignored | bad
     reason: str = ""
     notes: list = field(default_factory=list)
+    upload: "Item | None" = None   # the uploaded zip this file came out of: its owner and LMS time count
+
+    @property
+    def data(self) -> bytes:
+        return self.blob.read_bytes() if self.blob is not None else b""
 
 
 def slug(name: str) -> str:
@@ -60,53 +71,149 @@ def slug(name: str) -> str:
     return s.strip("._-") or "unknown"
 
 
-def _zip_items(data: bytes, origin: str, prefix: tuple, depth: int) -> list[Item]:
+class Budget:
+    """What one download may expand to (bytes, members), and where its files are spooled."""
+
+    def __init__(self, spool: Path, max_bytes: int | None = None, max_members: int | None = None):
+        self.spool = spool
+        self.left = MAX_EXPANDED if max_bytes is None else max_bytes
+        self.members_left = MAX_MEMBERS if max_members is None else max_members
+        self.count = 0
+
+    def new_file(self) -> Path:
+        self.count += 1
+        return self.spool / f"{self.count:06d}"
+
+
+def _bad(origin: str, parts: tuple, when, reason: str, upload=None) -> Item:
+    return Item(origin, parts, None, when, status="bad", reason=reason, upload=upload)
+
+
+def _copy_capped(src, dest: Path, budget: Budget) -> str:
+    """Stream ``src`` into ``dest``, at most MAX_BYTES and what is left of the budget; "" or why not."""
+    got = 0
+    with open(dest, "wb") as out:
+        while True:
+            chunk = src.read(1 << 20)
+            if not chunk:
+                return ""
+            got += len(chunk)
+            budget.left -= len(chunk)
+            if got > MAX_BYTES:
+                return f"too large (more than {MAX_BYTES} bytes expanded)"
+            if budget.left < 0:
+                return f"the download expands to more than {MAX_EXPANDED} bytes (a zip bomb?): not read"
+            out.write(chunk)
+
+
+def _zip_items(path: Path, origin: str, prefix: tuple, depth: int, budget: Budget, upload=None) -> list[Item]:
     out = []
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+    with zipfile.ZipFile(path) as zf:
         for info in zf.infolist():
+            name = f"{origin}!{info.filename}"
+            parts = prefix + tuple(p for p in info.filename.split("/") if p)
             if info.is_dir():
                 continue
-            parts = prefix + tuple(p for p in info.filename.split("/") if p)
-            when = dt.datetime(*info.date_time)
-            if info.file_size > MAX_BYTES:
-                out.append(Item(f"{origin}!{info.filename}", parts, b"", when, status="bad",
-                                reason=f"too large ({info.file_size} bytes)"))
+            budget.members_left -= 1
+            if budget.members_left < 0:
+                out.append(_bad(name, parts, dt.datetime.now(), f"more than {MAX_MEMBERS} files in the download: "
+                                                                 "not read", upload))
+                break
+            try:
+                when = dt.datetime(*info.date_time)
+            except (TypeError, ValueError):
+                when = None   # a corrupt date: the upload's (LMS) time still counts, else refused
+            if upload is not None:
+                when = upload.mtime
+            if when is None:
+                out.append(_bad(name, parts, dt.datetime.now(), f"invalid date {info.date_time} in the zip"))
                 continue
-            blob = zf.read(info)
-            out += _expand(Item(f"{origin}!{info.filename}", parts, blob, when), depth)
+            if stat.S_ISLNK(info.external_attr >> 16):
+                out.append(_bad(name, parts, when, "a symbolic link: refused", upload))
+                continue
+            if info.file_size > MAX_BYTES:
+                out.append(_bad(name, parts, when, f"too large ({info.file_size} bytes)", upload))
+                continue
+            dest = budget.new_file()
+            try:
+                with zf.open(info) as src:
+                    why = _copy_capped(src, dest, budget)
+            except (RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error, OSError, EOFError,
+                    ValueError) as exc:   # encrypted, unsupported compression, corrupt member
+                why = "cannot be read from the zip: " + _zip_error(exc)
+            if why:
+                dest.unlink(missing_ok=True)
+                out.append(_bad(name, parts, when, why, upload))
+                if budget.left < 0:
+                    break
+                continue
+            out += _expand(Item(name, parts, dest, when, upload=upload), depth, budget)
     return out
 
 
-def _expand(item: Item, depth: int) -> list[Item]:
-    """Open a zip (the download, or one a student uploaded) in place of the item."""
-    if item.data[:4] == b"PK\x03\x04" and depth < 2:
+def _zip_error(exc: Exception) -> str:
+    text = str(exc)
+    if isinstance(exc, RuntimeError) and "encrypted" in text:
+        return "encrypted (password-protected)"
+    if isinstance(exc, NotImplementedError):
+        return f"unsupported compression ({text[:80]})"
+    return f"corrupt ({type(exc).__name__}: {text[:120]})"
+
+
+def _expand(item: Item, depth: int, budget: Budget) -> list[Item]:
+    """Open a zip (one a student uploaded) in place of the item. Its files belong to the uploader
+    and take the upload's LMS time, whatever their own names and dates say."""
+    with open(item.blob, "rb") as fh:
+        magic = fh.read(4)
+    if magic == b"PK\x03\x04" and depth < 2:
         try:
-            return _zip_items(item.data, item.origin, item.parts[:-1], depth + 1)
-        except zipfile.BadZipFile:
-            item.status, item.reason = "bad", "corrupt zip"
+            return _zip_items(item.blob, item.origin, item.parts[:-1], depth + 1, budget,
+                              upload=item.upload or item)
+        except (zipfile.BadZipFile, zlib.error, OSError, ValueError, RuntimeError, NotImplementedError) as exc:
+            item.status, item.reason = "bad", f"corrupt zip ({type(exc).__name__})"
     return [item]
 
 
-def scan(source: Path) -> list[Item]:
+def scan(source: Path, budget: Budget) -> list[Item]:
     source = Path(source)
     if source.is_dir():
         items = []
-        for p in sorted(source.rglob("*")):
-            if p.is_file():
+        for folder, dirs, files in os.walk(source, followlinks=False):
+            dirs.sort()
+            for name in sorted(files) + sorted(d for d in dirs if os.path.islink(os.path.join(folder, d))):
+                p = Path(folder, name)
                 parts = p.relative_to(source).parts
-                when = dt.datetime.fromtimestamp(p.stat().st_mtime)
-                if p.stat().st_size > MAX_BYTES:
-                    items.append(Item(str(p), parts, b"", when, status="bad", reason="too large"))
+                st = p.lstat()
+                when = dt.datetime.fromtimestamp(st.st_mtime)
+                if stat.S_ISLNK(st.st_mode):   # e.g. a link to solutions/: never filed as a submission
+                    items.append(_bad(str(p), parts, when, "a symbolic link: refused"))
                     continue
-                items += _expand(Item(str(p), parts, p.read_bytes(), when), 0)
+                if not stat.S_ISREG(st.st_mode):
+                    items.append(_bad(str(p), parts, when, "not a regular file"))
+                    continue
+                budget.members_left -= 1
+                if st.st_size > MAX_BYTES or budget.members_left < 0:
+                    items.append(_bad(str(p), parts, when, "too large" if st.st_size > MAX_BYTES else
+                                      f"more than {MAX_MEMBERS} files: not read"))
+                    continue
+                dest = budget.new_file()
+                try:
+                    with open(p, "rb") as src:
+                        why = _copy_capped(src, dest, budget)
+                except OSError as exc:
+                    why = f"cannot be read ({exc.strerror})"
+                if why:
+                    items.append(_bad(str(p), parts, when, why))
+                    continue
+                items += _expand(Item(str(p), parts, dest, when), 0, budget)
     elif source.is_file():
-        data = source.read_bytes()
-        if data[:4] != b"PK\x03\x04":
-            raise ValueError(f"{source}: expected an LMS download (a .zip or a folder), got a single file")
+        with open(source, "rb") as fh:
+            if fh.read(4) != b"PK\x03\x04":
+                raise ValueError(f"{source}: expected an LMS download (a .zip or a folder), got a single file")
         try:
-            items = _zip_items(data, str(source), (), 0)
-        except zipfile.BadZipFile:
-            raise ValueError(f"{source}: corrupt zip") from None
+            items = _zip_items(source, str(source), (), 0, budget)
+        except (zipfile.BadZipFile, zlib.error, OSError, RuntimeError, NotImplementedError) as exc:
+            raise ValueError(f"{source}: corrupt zip ({type(exc).__name__}: {str(exc)[:120]})") from None
     else:
         raise FileNotFoundError(f"{source}: no such file or folder")
     if not items:
@@ -117,14 +224,16 @@ def scan(source: Path) -> list[Item]:
 def strip_wrapper(items: list[Item], assignment_ids: set[str]) -> None:
     """Drop one top folder shared by every file when it is not itself a student folder
     (a student folder holds Moodle names or nbgrader's <student>/<assignment>/ layout)."""
-    live = [i for i in items if not _junk(i.parts)]
+    uploads = list({id(i.upload): i.upload for i in items if i.upload is not None}.values())
+    # the layout is the LMS's: judged on what the LMS wrote (an uploaded zip, not what is inside it)
+    live = [i for i in uploads + [i for i in items if i.upload is None] if not _junk(i.parts)]
     tops = {i.parts[0] for i in live}
     if not live or len(tops) != 1 or MOODLE.match(next(iter(tops))):
         return
     flat_canvas = all(len(i.parts) == 2 and CANVAS.match(i.parts[1]) for i in live)
     nested = all(len(i.parts) >= 3 for i in live) and not any(i.parts[1] in assignment_ids for i in live)
     if flat_canvas or nested:
-        for i in items:
+        for i in items + uploads:
             if i.parts and i.parts[0] in tops and len(i.parts) > 1:
                 i.parts = i.parts[1:]
 
@@ -134,6 +243,18 @@ def _junk(parts: tuple) -> bool:
 
 
 def _who(item: Item) -> None:
+    """The student: from the path the LMS wrote. A file out of an uploaded zip belongs to the
+    uploader, whatever its own name says (a zip must not file work under another student's name)."""
+    if item.upload is not None:
+        owner = item.upload
+        if not owner.student and not owner.status:
+            _who(owner)
+        if owner.status or not owner.student:
+            item.status, item.reason = "bad", "cannot tell the student from the uploaded zip's path"
+        else:
+            item.student, item.lms_num = owner.student, owner.lms_num
+            item.notes.append(f"from {owner.student}'s upload {owner.parts[-1]} (its LMS time counts)")
+        return
     parts = item.parts
     m = MOODLE.match(parts[0]) if len(parts) >= 2 else None
     if m:
@@ -202,33 +323,43 @@ class Catalog:
 
 def classify(items: list[Item], catalog: Catalog) -> None:
     for item in items:
-        if item.status:
-            continue
-        if _junk(item.parts):
-            item.status, item.reason = "ignored", "macOS/Windows metadata"
-            continue
-        _who(item)
-        if item.status:
-            continue
         try:
-            nb = json.loads(item.data.decode("utf-8-sig"))
-        except (UnicodeDecodeError, ValueError):
-            item.status, item.reason = "bad", "not JSON (not a notebook)"
-            continue
-        if not (isinstance(nb, dict) and isinstance(nb.get("cells"), list) and nb.get("nbformat") == 4):
-            item.status, item.reason = "bad", "JSON but not a Jupyter notebook (nbformat 4)"
-            continue
-        content, named = catalog.by_content(nb), catalog.by_name(item.parts)
-        hit = content or named
-        if hit is None:
-            item.status, item.reason = "bad", "unknown assignment (neither the cells nor the name match)"
-            continue
-        if content and named and content != named:
-            item.notes.append(f"named like {named[0]}/{named[1]} but its cells are {content[0]}")
-        if not content:
-            item.notes.append("no nbgrader metadata: recognised by file name only")
-        item.assignment, item.notebook = hit
-        item.order = _stem(item.parts[-1])[1]
+            _classify(item, catalog)
+        except Exception as exc:  # noqa: BLE001 - one malformed file is reported; the class goes on
+            item.status, item.reason = "bad", f"cannot be read ({type(exc).__name__}: {str(exc)[:120]})"
+
+
+def _classify(item: Item, catalog: Catalog) -> None:
+    if item.status:
+        return
+    if _junk(item.parts):
+        item.status, item.reason = "ignored", "macOS/Windows metadata"
+        return
+    _who(item)
+    if item.status:
+        return
+    try:
+        nb = json.loads(item.data.decode("utf-8-sig"))
+    except RecursionError:
+        item.status, item.reason = "bad", "JSON nested too deeply (not a notebook)"
+        return
+    except (UnicodeDecodeError, ValueError):
+        item.status, item.reason = "bad", "not JSON (not a notebook)"
+        return
+    if not (isinstance(nb, dict) and isinstance(nb.get("cells"), list) and nb.get("nbformat") == 4):
+        item.status, item.reason = "bad", "JSON but not a Jupyter notebook (nbformat 4)"
+        return
+    content, named = catalog.by_content(nb), catalog.by_name(item.parts)
+    hit = content or named
+    if hit is None:
+        item.status, item.reason = "bad", "unknown assignment (neither the cells nor the name match)"
+        return
+    if content and named and content != named:
+        item.notes.append(f"named like {named[0]}/{named[1]} but its cells are {content[0]}")
+    if not content:
+        item.notes.append("no nbgrader metadata: recognised by file name only")
+    item.assignment, item.notebook = hit
+    item.order = _stem(item.parts[-1])[1]
 
 
 def _disambiguate(items: list[Item]) -> None:
@@ -243,7 +374,12 @@ def _disambiguate(items: list[Item]) -> None:
 
 
 def collect(course: Course, source: Path, dry_run: bool = False) -> list[Item]:
-    items = scan(Path(source))
+    with tempfile.TemporaryDirectory(prefix="collect-") as spool:
+        return _collect(course, source, Budget(Path(spool)), dry_run)
+
+
+def _collect(course: Course, source: Path, budget: Budget, dry_run: bool) -> list[Item]:
+    items = scan(Path(source), budget)
     catalog = Catalog(course)
     strip_wrapper(items, {e[0] for e in catalog.entries})
     classify(items, catalog)
@@ -311,5 +447,5 @@ def report(items: list[Item]) -> str:
     for i in items:
         if i.status in ("bad", "duplicate", "ignored") or i.notes:
             why = "; ".join([i.reason] + i.notes).strip("; ")
-            lines.append(f"  {i.status.upper():9s} {i.origin}: {why}")
+            lines.append(f"  {i.status.upper():9s} {nbutil.terminal_safe(i.origin)}: {nbutil.terminal_safe(why)}")
     return "\n".join(lines)

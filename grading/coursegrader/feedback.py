@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import html as _html
 import re
+import signal
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import nbutil
+from .autograde import load_records
 from .nbg import run
 from .settings import Course
 
@@ -110,43 +114,86 @@ def submitted_text(course: Course, assignment: str, student: str) -> str:
     parts = []
     for p in sorted((course.submitted / student / assignment).glob("*.ipynb")):
         try:
-            parts += [nbutil.src(c) for c in nbutil.read_nb(p).get("cells", [])]
-        except (OSError, ValueError):
+            cells = nbutil.read_nb(p).get("cells", [])
+            parts += [nbutil.src(c) for c in cells if isinstance(c, dict)] if isinstance(cells, list) else []
+        except (OSError, ValueError, RecursionError, AttributeError):
             pass
     return "\n".join(parts)
 
 
+MAX_NOTEBOOK_BYTES = 20 * 2**20   # an autograded notebook larger than this gets no page (reported)
+SECONDS_PER_PAGE = 120            # wall-clock limit of one student's pages
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    """Raise TimeoutError in this (main) thread after ``seconds``; elsewhere no limit is possible."""
+    if threading.current_thread() is not threading.main_thread() or not seconds:
+        yield
+        return
+
+    def alarm(signum, frame):
+        raise TimeoutError(f"took more than {seconds:g} s")
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
 def generate(course: Course, pairs: list[tuple[str, str]], progress: bool = True) -> list[FeedbackResult]:
-    from nbgrader.converters import GenerateFeedback
+    """Pages for (assignment, student) pairs; one bad notebook is reported and the class goes on."""
     from tqdm import tqdm
 
     cache, results = {}, []
     bar = tqdm(pairs, desc="feedback", unit="nb", file=sys.stderr, disable=not progress, dynamic_ncols=True)
     for aid, sid in bar:
-        if not (course.autograded / sid / aid).is_dir():
-            results.append(FeedbackResult(aid, sid, False, [], "not autograded"))
-            continue
-        r = run(course, GenerateFeedback, aid, sid, force=True)
-        folder = course.feedback / sid / aid
-        pages = sorted(folder.glob("*.html")) if folder.is_dir() else []
-        if not r.success or not pages:
-            last = (r.error or r.log).strip().splitlines()[-1:] or ["no page written"]
-            results.append(FeedbackResult(aid, sid, False, [], "error: " + last[0][:200]))
-            continue
-        if aid not in cache:
-            cache[aid] = secrets(course, aid)
-        own = submitted_text(course, aid, sid)
-        problems = []
-        for page in pages:
-            html = make_static(page.read_text(encoding="utf-8"))
-            nbutil.write_atomic(page, html)
-            found = page_leaks(html, cache[aid], own)
-            if found:
-                page.unlink()  # never hand out a page that leaks
-                problems.append(f"{page.name}: {found[0]} (+{len(found) - 1} more), page deleted")
-        results.append(FeedbackResult(aid, sid, not problems, [str(p) for p in pages if p.exists()],
-                                      "; ".join(problems)))
+        try:
+            with time_limit(SECONDS_PER_PAGE):
+                results.append(_one(course, aid, sid, cache))
+        except Exception as exc:  # noqa: BLE001 - a malformed notebook, a page that takes too long
+            folder = course.feedback / sid / aid
+            for page in folder.glob("*.html") if folder.is_dir() else []:
+                page.unlink()   # half-done or stale: never hand it out
+            results.append(FeedbackResult(aid, sid, False, [], f"error: {type(exc).__name__}: {str(exc)[:200]}"))
     return results
+
+
+def _one(course: Course, aid: str, sid: str, cache: dict) -> FeedbackResult:
+    from nbgrader.converters import GenerateFeedback
+
+    if not (course.autograded / sid / aid).is_dir():
+        return FeedbackResult(aid, sid, False, [], "not autograded")
+    for page in (course.feedback / sid / aid).glob("*.html"):   # a stale page is never left to hand out
+        page.unlink()
+    rec = load_records(course).get(f"{aid}/{sid}")
+    if rec is not None and not rec.get("ok", True):   # partial results are not handed out
+        return FeedbackResult(aid, sid, False, [], "not graded: " + str(rec.get("problem", ""))[:200])
+    big = [p for p in (course.autograded / sid / aid).glob("*.ipynb") if p.stat().st_size > MAX_NOTEBOOK_BYTES]
+    if big:
+        return FeedbackResult(aid, sid, False, [], f"error: {big[0].name} has {big[0].stat().st_size} bytes, "
+                                                   f"more than the {MAX_NOTEBOOK_BYTES} a page is made from")
+    r = run(course, GenerateFeedback, aid, sid, force=True)
+    folder = course.feedback / sid / aid
+    pages = sorted(folder.glob("*.html")) if folder.is_dir() else []
+    if not r.success or not pages:
+        last = (r.error or r.log).strip().splitlines()[-1:] or ["no page written"]
+        return FeedbackResult(aid, sid, False, [], "error: " + last[0][:200])
+    if aid not in cache:
+        cache[aid] = secrets(course, aid)
+    own = submitted_text(course, aid, sid)
+    problems = []
+    for page in pages:
+        html = make_static(page.read_text(encoding="utf-8"))
+        nbutil.write_atomic(page, html)
+        found = page_leaks(html, cache[aid], own)
+        if found:
+            page.unlink()  # never hand out a page that leaks
+            problems.append(f"{page.name}: {found[0]} (+{len(found) - 1} more), page deleted")
+    return FeedbackResult(aid, sid, not problems, [str(p) for p in pages if p.exists()], "; ".join(problems))
 
 
 def pages(course: Course, assignment: str, student: str) -> list[Path]:

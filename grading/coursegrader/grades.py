@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,20 +29,11 @@ class Anomaly:
     detail: str
 
 
-_FORMULA = re.compile(r"^[=+@\t\r]|^-(?![\d.])")
-
-
-def inert_cell(value):
-    """A CSV field a spreadsheet will not run: text that would start a formula (student ids, grade ids
-    and flags come from submissions) gets a leading apostrophe."""
-    return "'" + value if isinstance(value, str) and _FORMULA.match(value) else value
-
-
 def _csv(path: Path, header: list[str], rows: list[list]) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
-    w.writerows([inert_cell(v) for v in row] for row in rows)
+    w.writerows([[nbutil.csv_safe(v) for v in row] for row in rows])   # student-chosen ids are text
     nbutil.write_atomic(path, buf.getvalue())
 
 
@@ -67,17 +57,17 @@ def collect_scores(course: Course) -> tuple[list[dict], list[dict]]:
                                      status="no submission", needs_manual=False))
                     continue
                 failed = rec is not None and not rec["ok"]
-                status = ("autograde failed: " + rec["problem"]) if failed else (
+                status = ("NOT GRADED: " + rec["problem"]) if failed else (
                     "needs manual grading" if sub.needs_manual_grade else "graded")
-                subs.append(dict(assignment=aid, student=sid,
-                                 score=0.0 if failed else float(sub.score) - float(sub.late_submission_penalty or 0),
+                subs.append(dict(assignment=aid, student=sid,   # not graded: no score, never a silent 0
+                                 score=None if failed else float(sub.score) - float(sub.late_submission_penalty or 0),
                                  max_score=float(sub.max_score), status=status,
                                  needs_manual=bool(sub.needs_manual_grade) and not failed))
                 for nb in sub.notebooks:
                     for g in nb.grades:
                         graded = g.auto_score is not None or g.manual_score is not None
                         cells.append(dict(assignment=aid, notebook=nb.name, grade_id=g.name, student=sid,
-                                          score=0.0 if failed else (float(g.score) if graded else None),
+                                          score=None if failed else (float(g.score) if graded else None),
                                           max_score=float(g.max_score),
                                           needs_manual=bool(g.needs_manual_grade) and not failed))
     return subs, cells
@@ -108,7 +98,7 @@ def histogram(subs: list[dict], path: Path) -> None:
 
     by = {}
     for s in subs:
-        if s["status"] != "no submission" and s["max_score"] > 0:
+        if s["status"] != "no submission" and s["max_score"] > 0 and s["score"] is not None:
             by.setdefault(s["assignment"], []).append(100 * s["score"] / s["max_score"])
     names = sorted(by) or ["(no submissions)"]
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names) + 1, 3), squeeze=False, sharey=True)
@@ -135,7 +125,7 @@ def find_anomalies(course: Course, cells: list[dict] | None = None) -> list[Anom
     records = load_records(course)
     for key, rec in sorted(records.items()):
         if not rec["ok"]:
-            kind = rec["problem"] if rec["problem"] in ("kernel died", "kernel unresponsive") else "autograde failed"
+            kind = rec["problem"] if rec["problem"] in ("kernel died", "kernel unresponsive") else "NOT GRADED"
             out.append(Anomaly(rec["assignment"], rec["student"], kind, rec["problem"]))
         elif rec.get("problem"):  # a grader that flags graded submissions (the sandboxed harness does)
             out.append(Anomaly(rec["assignment"], rec["student"], "grader flags", rec["problem"]))
@@ -145,11 +135,15 @@ def find_anomalies(course: Course, cells: list[dict] | None = None) -> list[Anom
         folder = course.submitted / sid / aid
         for name in sorted(release_nbs - {p.name for p in folder.glob("*.ipynb")}):
             out.append(Anomaly(aid, sid, "missing notebook", name))
-        for p in sorted(folder.glob("*.ipynb")):
-            out += _submitted_anomalies(course, aid, sid, p)
+        for p in sorted(folder.glob("*.ipynb")):   # one bad file is reported, never stops the class
             graded = course.autograded / sid / aid / p.name
-            if graded.exists():
-                out += _autograded_anomalies(aid, sid, nbutil.read_nb(graded))
+            try:
+                out += _submitted_anomalies(course, aid, sid, p)
+                if graded.exists():
+                    out += _autograded_anomalies(aid, sid, read_limited(graded))
+            except Exception as exc:  # noqa: BLE001 - any malformed content
+                out.append(Anomaly(aid, sid, "unreadable notebook", f"{p.name}: {type(exc).__name__}: "
+                                                                    f"{str(exc)[:200]}"))
     if cells is None:
         _, cells = collect_scores(course)
     manual = {}
@@ -161,9 +155,27 @@ def find_anomalies(course: Course, cells: list[dict] | None = None) -> list[Anom
     return out
 
 
-def _submitted_anomalies(course: Course, aid: str, sid: str, path: Path) -> list[Anomaly]:
+MAX_NOTEBOOK_BYTES = 20 * 2**20   # larger notebooks are reported, not inspected (time and memory)
+
+
+def read_limited(path: Path) -> dict:
+    """A notebook for inspection: at most MAX_NOTEBOOK_BYTES, a JSON object with a list of dict cells."""
+    size = path.stat().st_size
+    if size > MAX_NOTEBOOK_BYTES:
+        raise ValueError(f"{size} bytes, more than the {MAX_NOTEBOOK_BYTES} inspected")
     try:
         nb = nbutil.read_nb(path)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        raise ValueError("not a notebook (no list of cells)")
+    nb["cells"] = [c for c in nb["cells"] if isinstance(c, dict)]
+    return nb
+
+
+def _submitted_anomalies(course: Course, aid: str, sid: str, path: Path) -> list[Anomaly]:
+    try:
+        nb = read_limited(path)
     except (OSError, ValueError) as exc:
         return [Anomaly(aid, sid, "unreadable submission", f"{path.name}: {exc}")]
     out = []
@@ -191,7 +203,7 @@ def _autograded_anomalies(aid: str, sid: str, nb: dict) -> list[Anomaly]:
     timeouts, stderr, values = [], [], []
     for k, cell in enumerate(nb.get("cells", [])):
         label = nbutil.grade_id(cell) or f"cell {k}"
-        outs = cell.get("outputs", [])
+        outs = [o for o in cell.get("outputs", []) if isinstance(o, dict)] if isinstance(cell.get("outputs"), list) else []
         if any(o.get("output_type") == "error" and o.get("ename") == "CellTimeoutError" for o in outs):
             timeouts.append(label)
         if nbutil.is_test(cell):
@@ -215,14 +227,19 @@ def export(course: Course) -> dict:
     rep = course.reports
     rep.mkdir(parents=True, exist_ok=True)
     _csv(rep / "grades.csv", ["assignment", "student", "score", "max_score", "percent", "status"],
-         [[s["assignment"], s["student"], f"{s['score']:g}", f"{s['max_score']:g}",
-           f"{100 * s['score'] / s['max_score']:.1f}" if s["max_score"] else "", s["status"]] for s in subs])
+         [[s["assignment"], s["student"], "" if s["score"] is None else f"{s['score']:g}", f"{s['max_score']:g}",
+           f"{100 * s['score'] / s['max_score']:.1f}" if s["max_score"] and s["score"] is not None else "",
+           s["status"]] for s in subs])
     assignments = sorted({s["assignment"] for s in subs})
     table = {}
     for s in subs:
         table.setdefault(s["student"], {})[s["assignment"]] = s["score"]
+    def cell(v):
+        return "NOT GRADED" if v is None else f"{v:g}"
+
     _csv(rep / "grades_by_student.csv", ["student"] + assignments + ["total"],
-         [[sid] + [f"{row.get(a, 0):g}" for a in assignments] + [f"{sum(row.values()):g}"]
+         [[sid] + [cell(row.get(a, 0)) for a in assignments]
+          + [cell(None if None in row.values() else sum(row.values()))]
           for sid, row in sorted(table.items())])
     qrows = question_stats(cells)
     _csv(rep / "questions.csv", ["assignment", "notebook", "grade_id", "max_points", "n", "mean", "median",

@@ -45,16 +45,23 @@ def write_nb(path: Path, nb: dict) -> None:
 
 
 def src(cell: dict) -> str:
-    s = cell.get("source", "")
-    return "".join(s) if isinstance(s, list) else s
+    """A cell's source as text; whatever a hand-edited file holds there (a number, null) reads as ""."""
+    s = cell.get("source", "") if isinstance(cell, dict) else ""
+    if isinstance(s, list):
+        return "".join(x for x in s if isinstance(x, str))
+    return s if isinstance(s, str) else ""
 
 
 def meta(cell: dict) -> dict:
-    return cell.get("metadata", {}).get("nbgrader") or {}
+    m = cell.get("metadata") if isinstance(cell, dict) else None
+    m = m.get("nbgrader") if isinstance(m, dict) else None
+    return m if isinstance(m, dict) else {}
 
 
 def grade_id(cell: dict) -> str | None:
-    return meta(cell).get("grade_id")
+    """The nbgrader grade_id, only if it is a string (a list or a number is no id)."""
+    g = meta(cell).get("grade_id")
+    return g if isinstance(g, str) else None
 
 
 def is_solution(cell: dict) -> bool:
@@ -64,11 +71,15 @@ def is_solution(cell: dict) -> bool:
 def is_test(cell: dict) -> bool:
     """Autograder test cell: graded code cell that is not an answer cell."""
     m = meta(cell)
-    return cell.get("cell_type") == "code" and bool(m.get("grade")) and not m.get("solution")
+    return isinstance(cell, dict) and cell.get("cell_type") == "code" and bool(m.get("grade")) \
+        and not m.get("solution")
 
 
 def points(cell: dict) -> float:
-    return float(meta(cell).get("points", 0) or 0)
+    try:
+        return float(meta(cell).get("points", 0) or 0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def drop_markers(text: str) -> str:
@@ -105,3 +116,24 @@ def html_text(html: str) -> str:
     text = re.sub(r"<(script|style)\b.*?</\1>", "", html, flags=re.S | re.I)
     text = re.sub(r"<[^>]+>", "", text)
     return _html.unescape(text)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """Student-chosen text for a terminal: control characters (ANSI escapes, carriage returns,
+    bidi overrides) shown as escapes, so nothing can move the cursor or overwrite a line."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
+
+
+def csv_safe(value):
+    """A CSV cell a spreadsheet will not run: text starting with = + - @ (or tab / CR) gets a
+    leading apostrophe (OWASP's CSV injection advice). Numbers are left alone."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        try:
+            float(value)
+            return value
+        except ValueError:
+            return "'" + value
+    return value

@@ -106,6 +106,20 @@ def __sg_install__(SG_SOCKET):
             return g[n["name"]]
         raise TypeError("unknown node " + repr(t))
 
+    def reap():
+        # children the grader killed are zombies until their parent waits; no thread is started
+        # here: the zombies may hold every process slot of the uid
+        n = 0
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            n += 1
+        return n
+
     def handle(req):
         try:
             op = req["op"]
@@ -131,17 +145,8 @@ def __sg_install__(SG_SOCKET):
                 r = enc(getattr(dec(req["target"]), req["attr"]))
             elif op == "getitem":
                 r = enc(dec(req["target"])[dec(req["key"])])
-            elif op == "reap":   # children the grader killed are zombies until their parent waits
-                n = 0
-                while True:
-                    try:
-                        pid, _ = os.waitpid(-1, os.WNOHANG)
-                    except ChildProcessError:
-                        break
-                    if pid == 0:
-                        break
-                    n += 1
-                r = enc(n)
+            elif op == "reap":
+                r = enc(reap())
             elif op == "release":
                 for i in req["ids"]:
                     store.pop(i, None)
@@ -239,7 +244,11 @@ def __sg_install__(SG_SOCKET):
                     if body is None:
                         break
                     try:
-                        out = run_bounded(json.loads(body)).encode()
+                        req = json.loads(body)
+                        if req.get("op") == "reap":   # inline: starting the watchdog thread may fail
+                            out = json.dumps({"ok": True, "r": enc(reap())}).encode()
+                        else:
+                            out = run_bounded(req).encode()
                     except BaseException as e:  # even a late TimeoutError must not kill the server
                         out = json.dumps({"ok": False, "etype": type(e).__name__, "evalue": str(e)[:4000]}).encode()
                     if os.getpid() != me:   # a child forked by the student's code got here: it must go

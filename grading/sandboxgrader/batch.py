@@ -35,6 +35,9 @@ class Options:
     cell_timeout: float = 30.0
     call_timeout: float = 30.0
     unsafe: bool = False
+    budget: float | None = 600.0        # seconds of student code per submission (runner.grade)
+    job_timeout: float | None = 1800.0  # wall-clock deadline of one job: the worker is killed beyond
+    limits: dict = field(default_factory=dict)   # kernel.Limits fields that differ from the defaults
 
 
 def _result_dict(res) -> dict:
@@ -46,17 +49,52 @@ def _result_dict(res) -> dict:
     return d
 
 
-def _failure(job: Job, message: str) -> dict:
+def _failure(job: Job, message: str, seconds: float = 0.0) -> dict:
     return {"student": job.student, "assignment": job.assignment, "notebook": job.notebook, "verdicts": [],
             "manual": [],
-            "flags": [f"grader error: {message}"], "nb": None, "seconds": 0.0, "calls": 0, "call_seconds": 0.0,
+            "flags": [f"grader error: {message}"], "nb": None, "seconds": seconds, "calls": 0, "call_seconds": 0.0,
             "score": 0.0, "max_score": 0.0, "error": message}
+
+
+def _session(slot: int, options: Options, hidden: tuple = ()):
+    from .kernel import Limits
+    from .session import Session
+    return Session(slot, limits=Limits(**options.limits), unsafe=options.unsafe, hidden_modules=hidden)
+
+
+def read_submission(path: str):
+    """(notebook, problem or None). A hand-edited file (a cell whose source is a number, a list
+    for metadata) is repaired cell by cell rather than graded as blank: its answers still count."""
+    try:
+        return nbformat.read(path, as_version=4), None
+    except Exception as exc:  # noqa: BLE001 - whatever nbformat refuses: try to repair it below
+        first = exc
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = json.load(fh)
+        cells, dropped = [], 0
+        for c in raw.get("cells", []) if isinstance(raw, dict) and isinstance(raw.get("cells"), list) else []:
+            if not isinstance(c, dict) or c.get("cell_type") not in ("code", "markdown", "raw"):
+                dropped += 1
+                continue
+            s = c.get("source", "")
+            s = "".join(x for x in s if isinstance(x, str)) if isinstance(s, list) else s if isinstance(s, str) else ""
+            meta = c.get("metadata") if isinstance(c.get("metadata"), dict) else {}
+            make = {"code": nbformat.v4.new_code_cell, "markdown": nbformat.v4.new_markdown_cell,
+                    "raw": nbformat.v4.new_raw_cell}[c["cell_type"]]
+            cells.append(make(s, metadata=nbformat.from_dict(meta)))
+        if not cells:
+            raise ValueError("no cells")
+        return (nbformat.v4.new_notebook(cells=cells),
+                f"malformed notebook ({type(first).__name__}) repaired cell by cell ({dropped} cell(s) dropped)")
+    except Exception as exc:  # noqa: BLE001 - not a notebook at all: graded as empty, flagged
+        return (nbformat.v4.new_notebook(),
+                f"submission is not a readable notebook ({type(exc).__name__}): graded as blank")
 
 
 def _grade_one(job: Job, options: Options, state: dict) -> dict:
     """Grade one job in the pre-launched session; launch the next one before grading."""
     from .runner import grade
-    from .session import Session
 
     session = state.pop("pending")
     t0 = time.monotonic()
@@ -65,23 +103,17 @@ def _grade_one(job: Job, options: Options, state: dict) -> dict:
         hidden = hidden_modules(source)
         if hidden != session.hidden_modules:   # the pre-launched kernel was built for other rules
             session.shutdown()
-            session = Session(session.slot, unsafe=options.unsafe, hidden_modules=hidden)
-            session.launch()
+            session = _session(session.slot, options, hidden).launch()
         state["hidden"] = hidden
         if job.files:
             session.add_files(job.files)
         session.start()
         state["turn"] = 1 - state["turn"]
-        state["pending"] = Session(state["slots"][state["turn"]], unsafe=options.unsafe,
-                                   hidden_modules=hidden).launch()  # boots now
-        try:
-            submission = nbformat.read(job.submission_path, as_version=4)
-            bad = None
-        except Exception as exc:  # noqa: BLE001 - not a notebook: graded as empty, flagged
-            submission = nbformat.v4.new_notebook()
-            bad = f"submission is not a readable notebook ({type(exc).__name__}): graded as blank"
+        state["pending"] = _session(state["slots"][state["turn"]], options, hidden).launch()  # boots now
+        submission, bad = read_submission(job.submission_path)
         res = grade(session, source, submission, student=job.student, assignment=job.assignment,
-                    notebook=job.notebook, cell_timeout=options.cell_timeout, call_timeout=options.call_timeout)
+                    notebook=job.notebook, cell_timeout=options.cell_timeout, call_timeout=options.call_timeout,
+                    budget=options.budget)
         if bad:
             res.flags.insert(0, bad)
         out = _result_dict(res)
@@ -91,8 +123,7 @@ def _grade_one(job: Job, options: Options, state: dict) -> dict:
     finally:
         session.shutdown()
     if "pending" not in state:
-        state["pending"] = Session(state["slots"][state["turn"]], unsafe=options.unsafe,
-                                   hidden_modules=state.get("hidden", ())).launch()
+        state["pending"] = _session(state["slots"][state["turn"]], options, state.get("hidden", ())).launch()
     return out
 
 
@@ -105,12 +136,10 @@ def hidden_modules(source_nb) -> tuple:
 
 def worker_main(index: int, options: Options) -> None:
     """A worker process: jobs arrive as JSON lines on stdin, results leave as JSON lines on stdout."""
-    from .session import Session
-
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)   # anything else printed goes to stderr, never into the protocol
     slots = (2 * index, 2 * index + 1)
-    state = {"slots": slots, "turn": 0, "pending": Session(slots[0], unsafe=options.unsafe).launch()}
+    state = {"slots": slots, "turn": 0, "pending": _session(slots[0], options).launch()}
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -137,24 +166,49 @@ def _send(proc: subprocess.Popen, job: Job) -> None:
 
 def grade_many(jobs: list[Job], n_workers: int, options: Options | None = None):
     """Yield one result dict per job, in completion order. Workers are separate processes
-    (``python -m sandboxgrader.batch``), fed one job at a time; a dead worker costs only its job."""
+    (``python -m sandboxgrader.batch``), fed one job at a time; a dead worker costs only its job,
+    and so does a job past ``options.job_timeout``: its worker is killed (with its kernels: they
+    die with their parent), the job is reported as not graded and a new worker takes the rest."""
     options = options or Options()
     if not jobs:
         return
     n_workers = max(1, min(n_workers, len(jobs)))
     todo = list(reversed(jobs))
     sel = selectors.DefaultSelector()
-    current: dict = {}
+    current: dict = {}     # worker index -> (job, started at)
     procs = []
+
+    def start_worker(i):
+        proc = _spawn(i, options)
+        procs.append(proc)
+        sel.register(proc.stdout, selectors.EVENT_READ, (i, proc))
+        give(i, proc)
+
+    def give(i, proc):
+        current[i] = (todo.pop(), time.monotonic())
+        _send(proc, current[i][0])
+
     try:
         for i in range(n_workers):
-            proc = _spawn(i, options)
-            procs.append(proc)
-            sel.register(proc.stdout, selectors.EVENT_READ, (i, proc))
-            current[i] = todo.pop()
-            _send(proc, current[i])
+            start_worker(i)
         while current or sel.get_map():
-            for key, _ in sel.select():
+            timeout = None
+            if options.job_timeout and current:
+                timeout = max(0.0, min(t for _, t in current.values()) + options.job_timeout - time.monotonic())
+            ready = sel.select(timeout)
+            for key in list(sel.get_map().values()) if options.job_timeout else []:
+                i, proc = key.data
+                if i in current and time.monotonic() - current[i][1] >= options.job_timeout:
+                    job, started = current.pop(i)
+                    sel.unregister(proc.stdout)
+                    proc.kill()
+                    proc.wait()
+                    ready = [(k, e) for k, e in ready if k.data[0] != i]
+                    yield _failure(job, f"the job ran past its deadline of {options.job_timeout:g} s: "
+                                        "the worker was killed", time.monotonic() - started)
+                    if todo:
+                        start_worker(i)
+            for key, _ in ready:
                 i, proc = key.data
                 line = proc.stdout.readline()
                 if not line:
@@ -163,30 +217,31 @@ def grade_many(jobs: list[Job], n_workers: int, options: Options | None = None):
                     if i not in current:   # finished its last job and exited
                         continue
                     # the worker died: its job fails, a new worker takes over
-                    yield _failure(current.pop(i), f"the grading worker died (exit {proc.returncode})")
+                    job, started = current.pop(i)
+                    yield _failure(job, f"the grading worker died (exit {proc.returncode})",
+                                   time.monotonic() - started)
                     if todo:
-                        proc = _spawn(i, options)
-                        procs.append(proc)
-                        sel.register(proc.stdout, selectors.EVENT_READ, (i, proc))
-                        current[i] = todo.pop()
-                        _send(proc, current[i])
+                        start_worker(i)
                     continue
                 current.pop(i)
                 yield json.loads(line)
                 if todo:
-                    current[i] = todo.pop()
-                    _send(proc, current[i])
+                    give(i, proc)
                 else:
                     proc.stdin.close()
     finally:
         for proc in procs:
             if proc.stdin and not proc.stdin.closed:
-                proc.stdin.close()
+                try:
+                    proc.stdin.close()
+                except OSError:
+                    pass
         for proc in procs:
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
 
 
 if __name__ == "__main__":

@@ -70,6 +70,53 @@ def record_in_gradebook(course, out: dict) -> None:
         gb.db.commit()
 
 
+def record_not_graded(course, out: dict) -> None:
+    """A submission the grader could not grade: every grade of it waits for a person, none is 0.
+
+    The gradebook keeps no automatic score for it (a previous run's included) and marks each
+    cell "needs manual grading", so formgrader and ``nbgrader export`` show it as ungraded.
+    """
+    from nbgrader.api import MissingEntry
+    aid, sid, nb_name = out["assignment"], out["student"], out["notebook"]
+    with course.gradebook() as gb:
+        try:
+            gb.find_notebook(nb_name, aid)
+        except MissingEntry:
+            return
+        gb.update_or_create_student(sid)
+        try:
+            gb.find_submission(aid, sid)
+        except MissingEntry:
+            gb.add_submission(aid, sid)
+        for grade in gb.find_submission_notebook(nb_name, aid, sid).grades:
+            grade.auto_score = None
+            grade.needs_manual_grade = True
+        gb.db.commit()
+
+
+def sandbox_options(course, cell_timeout: float, call_timeout: float, unsafe: bool) -> Options:
+    """Options of a batch from the course config: timeouts (``c.Execute.timeout``) and the sandbox's
+    budgets and limits (``c.Sandbox.<name>``: submission_budget, job_timeout and any field of
+    :class:`~sandboxgrader.kernel.Limits`)."""
+    from dataclasses import fields
+
+    from .kernel import Limits
+    cfg = course.config.Sandbox if "Sandbox" in course.config else {}
+    names = {f.name for f in fields(Limits)}
+    unknown = sorted(set(cfg) - names - {"submission_budget", "job_timeout"})
+    if unknown:
+        raise ValueError(f"unknown c.Sandbox setting(s) in nbgrader_config.py: {', '.join(unknown)} "
+                         f"(known: submission_budget, job_timeout, {', '.join(sorted(names))})")
+    opts = Options(cell_timeout, call_timeout, unsafe)
+    if "submission_budget" in cfg:
+        opts.budget = float(cfg["submission_budget"]) if cfg["submission_budget"] else None
+    if "job_timeout" in cfg:
+        opts.job_timeout = float(cfg["job_timeout"]) if cfg["job_timeout"] else None
+    opts.limits = {k: cfg[k] for k in names if k in cfg}
+    Limits(**opts.limits)   # fails here, not in a worker
+    return opts
+
+
 def write_autograded(course, out: dict) -> Path | None:
     if not out.get("nb"):
         return None
@@ -94,7 +141,7 @@ def grade_submissions(course, pairs, *, jobs: int | None = None, unsafe: bool = 
     """
     from tqdm import tqdm
 
-    from coursegrader.autograde import GradeResult, ensure_gradebook, record
+    from coursegrader.autograde import ensure_gradebook
     from coursegrader.settings import ensure_venv_on_path
 
     ensure_venv_on_path()   # nbgrader migrates the gradebook with `alembic`, found on PATH only
@@ -112,31 +159,67 @@ def grade_submissions(course, pairs, *, jobs: int | None = None, unsafe: bool = 
     cell_timeout = cell_timeout or configured
     call_timeout = call_timeout or configured
     n_workers = jobs or os.cpu_count() or 1
+    options = sandbox_options(course, cell_timeout, call_timeout, unsafe)
     per_pair: dict = {}
     bar = tqdm(total=len(job_list), desc="autograde", unit="nb", file=sys.stderr, disable=not progress,
                dynamic_ncols=True)
     anomalies = 0
     t0 = time.monotonic()
-    for out in grade_many(job_list, n_workers, Options(cell_timeout, call_timeout, unsafe)):
-        write_autograded(course, out)
-        if out.get("nb"):
-            record_in_gradebook(course, out)
-        key = (out["assignment"], out["student"])
-        agg = per_pair.setdefault(key, {"score": 0.0, "max": 0.0, "cells": {}, "flags": [], "seconds": 0.0,
-                                        "ok": True})
-        agg["score"] += out["score"]
-        agg["max"] += out["max_score"]
-        agg["seconds"] += out["seconds"]
-        agg["flags"] += out["flags"]
-        agg["ok"] &= bool(out.get("nb"))
-        for v in out["verdicts"]:
-            agg["cells"][v["grade_id"]] = [v["score"], v["points"]]
-        for m in out.get("manual", []):
-            agg["cells"][m["grade_id"]] = [0.0 if m["unchanged"] else None, m["points"]]
-        anomalies += bool(out["flags"])
-        bar.update(1)
-        bar.set_postfix_str(f"anomalies {anomalies}")
-    bar.close()
+
+    def blank():
+        return {"score": 0.0, "max": 0.0, "cells": {}, "flags": [], "seconds": 0.0, "ok": True}
+
+    done = set()
+    try:
+        for out in grade_many(job_list, n_workers, options):
+            key = (out["assignment"], out["student"])
+            done.add((key, out["notebook"]))
+            agg = per_pair.setdefault(key, blank())
+            graded = bool(out.get("nb")) and not out.get("error")
+            try:
+                write_autograded(course, out)
+                if graded:
+                    record_in_gradebook(course, out)
+                else:
+                    record_not_graded(course, out)
+            except Exception as exc:  # noqa: BLE001 - one submission's records must not stop the batch
+                graded = False
+                out["flags"] = out["flags"] + [f"grader error: cannot record the result ({type(exc).__name__}: "
+                                               f"{str(exc)[:200]})"]
+            agg["score"] += out["score"]
+            agg["max"] += out["max_score"]
+            agg["seconds"] += out["seconds"]
+            agg["flags"] += out["flags"]
+            agg["ok"] &= graded
+            for v in out["verdicts"]:
+                agg["cells"][v["grade_id"]] = [v["score"], v["points"]]
+            for m in out.get("manual", []):
+                agg["cells"][m["grade_id"]] = [0.0 if m["unchanged"] else None, m["points"]]
+            anomalies += bool(out["flags"])
+            bar.update(1)
+            bar.set_postfix_str(f"anomalies {anomalies}")
+    except BaseException as exc:   # interrupted (Ctrl-C, a crash): what was not graded says so
+        for job in job_list:
+            if ((job.assignment, job.student), job.notebook) not in done:
+                agg = per_pair.setdefault((job.assignment, job.student), blank())
+                agg["ok"] = False
+                agg["flags"].append(f"not graded: the batch stopped ({type(exc).__name__})")
+        _finish(course, pairs, per_pair, missing, unknown)
+        raise
+    finally:
+        bar.close()
+    results = _finish(course, pairs, per_pair, missing, unknown)
+    if progress:
+        wall = time.monotonic() - t0
+        print(f"graded {len(job_list)} notebooks in {wall:.1f} s with {n_workers} workers "
+              f"({60 * len(job_list) / max(wall, 1e-9):.0f} per minute)", file=sys.stderr)
+    return results
+
+
+def _finish(course, pairs, per_pair, missing, unknown):
+    """GradeResults of the batch, recorded in grading/reports/autograde.json (always written)."""
+    from coursegrader.autograde import GradeResult, record
+
     results = []
     for aid, sid, nb in missing:
         per_pair.setdefault((aid, sid), {"score": 0.0, "max": 0.0, "cells": {}, "flags": [], "seconds": 0.0,
@@ -146,14 +229,10 @@ def grade_submissions(course, pairs, *, jobs: int | None = None, unsafe: bool = 
             per_pair[(aid, sid)] = {"score": 0.0, "max": 0.0, "cells": {}, "flags": [unknown[aid]], "seconds": 0.0,
                                     "ok": False}
     for (aid, sid), agg in sorted(per_pair.items()):
-        r = GradeResult(aid, sid, agg["ok"], agg["score"], agg["max"], round(agg["seconds"], 2),
-                        "; ".join(agg["flags"])[:2000], agg["cells"])
+        r = GradeResult(aid, sid, agg["ok"], agg["score"] if agg["ok"] else 0.0, agg["max"],
+                        round(agg["seconds"], 2), "; ".join(agg["flags"])[:2000], agg["cells"])
         results.append(r)
     record(course, results)
-    if progress:
-        wall = time.monotonic() - t0
-        print(f"graded {len(job_list)} notebooks in {wall:.1f} s with {n_workers} workers "
-              f"({60 * len(job_list) / max(wall, 1e-9):.0f} per minute)", file=sys.stderr)
     return results
 
 

@@ -16,6 +16,7 @@ import textwrap
 from coursegrader import nbutil
 from coursegrader.samples import Sample, answers, fill, test_points
 
+NOT_GRADED = {"slow_when_graded"}   # rows whose secure verdict is "not graded" (time budget exhausted)
 NOOP_CHECKS = ("check_gradient", "check_jacobian", "check_vjp", "check_jvp", "check_hessian", "check_hvp",
                "assert_gradient", "assert_jacobian", "assert_vjp", "assert_jvp", "assert_hessian", "assert_hvp")
 
@@ -88,6 +89,69 @@ def _attacks(fn: str, db_path: str, solutions_path: str) -> dict:
                         "the graded function allocates until memory runs out (nbgrader: no limit)"),
         "fork_bomb": (_replace_body(fn, "import os\nwhile True:\n    os.fork()"), True, True,
                       "the graded function forks without end (nbgrader: no limit)"),
+        "trickle_reply": (_replace_body(fn, """
+            import struct, sys, threading, time
+            if threading.current_thread().name != "sg-agent":
+                return None
+            f = sys._getframe()
+            while f is not None and "conn" not in f.f_locals:   # the agent's connection to the grader
+                f = f.f_back
+            conn = f.f_locals["conn"]
+            def trickle():   # a reply "of 1 MB", one byte a second: a per-recv timeout never fires
+                conn.sendall(struct.pack("!Q", 10**6))
+                while True:
+                    conn.sendall(b" ")
+                    time.sleep(1)
+            threading.Thread(target=trickle, daemon=True).start()
+            time.sleep(3600)
+            """), True, True, "the graded call answers one byte a second (main: hung for ever)"),
+        "slow_when_graded": (textwrap.dedent("""
+            import threading as _th, time as _time, types as _types
+            def _slow(f):
+                def g(*args, **kwargs):
+                    if _th.current_thread().name == "sg-agent":   # only when the grader calls
+                        _time.sleep(8)
+                    return f(*args, **kwargs)
+                return g
+            for _n, _f in list(globals().items()):
+                if isinstance(_f, _types.FunctionType) and not _n.startswith("_") and _f.__module__ == "__main__":
+                    globals()[_n] = _slow(_f)
+            """), False, True, "every graded call sleeps just under the call timeout (main: ≈ 2 h unflagged)"),
+        "memory_fanout": (_replace_body(fn, """
+            import os, threading
+            if threading.current_thread().name != "sg-agent":
+                return None
+            kids = []
+            for _ in range(4):   # each under the per-process limit, held for ever: 4 x 1.5 GB in main
+                pid = os.fork()
+                if pid == 0:
+                    hog = b"x" * (1536 * 2**20)
+                    os.read(os.pipe()[0], 1)
+                    os._exit(0)
+                kids.append(pid)
+            for pid in kids:
+                os.waitpid(pid, 0)
+            """), True, True, "four forked children fill 1.5 GB each (main: 6.2 GiB resident, no flag)"),
+        "cpu_fanout": (_replace_body(fn, """
+            import os, threading
+            if threading.current_thread().name == "sg-agent":
+                for _ in range(30):   # busy children left behind when the call returns
+                    if os.fork() == 0:
+                        while True:
+                            pass
+            return None
+            """), True, True, "the graded call leaves 30 busy children (main: 40 ran 10 min unflagged)"),
+        "disk_fill": (_replace_body(fn, """
+            for k in range(48):   # 1.5 GB in 32 MiB files (each under the file size limit)
+                with open(f"fill{k}.bin", "wb") as fh:
+                    for _ in range(32):
+                        fh.write(b"x" * 2**20)
+            """), True, True, "writes 1.5 GB into its home (main: host disk, 2.7 s)"),
+        "huge_reply": (_replace_body(fn, "return 'x' * (60 * 2**20)"), True, True,
+                       "the graded function returns 60 MiB (main: 1.45 GB and 9 s in the grader)"),
+        "huge_messages": ("print('x' * (4 * 2**20))   # one output message above the cap (1 MiB in CI)\n",
+                          False, False, "an output message above the grader's cap (main: ten of 300 MB took a "
+                                        "worker to 3.3 GB)"),
         "print_flood": (f"_quiet_{fn} = {fn}\n" + _replace_body(
                             fn, f"for i in range(10**6):\n    print(i)\nreturn _quiet_{fn}(*args, **kwargs)"),
                         False, True, "the graded function prints 1M lines (nbgrader: 0, 70 s)"),
@@ -112,12 +176,14 @@ def build(assignment: str, source_nb: dict, release_nb: dict, nb_name: str, *, d
                 _readers(source_nb, _defined_function(filled[g])))
     out = []
     for name, (code, replaces, lost, note) in _attacks("FN", db_path, solutions_path).items():
-        gid = last if name == "input_transformer" else target   # it disables every later cell
+        gid = last if name in ("input_transformer", "slow_when_graded") else target   # every later / earlier cell
         fn = _defined_function(filled[gid])
         code = _attacks(fn, db_path, solutions_path)[name][0]
         changed = dict(filled)
         changed[gid] = code if replaces else filled[gid].rstrip("\n") + "\n" + code
         breaks = sorted(set(_readers(source_nb, fn))) if lost else []
+        if name in NOT_GRADED:   # graded in part only: the submission is reported, not scored
+            breaks = sorted(pts)
         out.append(Sample(assignment, f"hostile_{name}", {nb_name: fill(release_nb, changed)},
                           total - sum(pts[b] for b in breaks), breaks, note))
     # the test cells themselves: deleted, metadata stripped, edited, points changed -> restored and run

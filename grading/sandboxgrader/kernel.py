@@ -2,11 +2,13 @@
 
 The kernel runs as a non-root uid (one per live kernel, so RLIMIT_NPROC counts only its own
 processes) under ``prlimit`` (address space, CPU seconds, processes, open files, file size, no
-core dumps) and a seccomp filter (:mod:`.seccomp`). ZMQ uses the ``ipc`` transport: the sockets
-live in a per-kernel run directory bind-mounted into the sandbox, which works without any
-network namespace shared with the host. The filesystem is built from an allow-list: system
-directories, the Python installation and the course package read-only, a small writable home —
-``solutions/``, the gradebook and other students' files simply do not exist in there.
+core dumps), in a cgroup of its own that bounds its whole process tree (:mod:`.cgroup`: memory,
+processes, CPU), and a seccomp filter (:mod:`.seccomp`). ZMQ uses the ``ipc`` transport: the sockets
+live in a per-kernel run directory bind-mounted into the sandbox (root's once they exist), which
+works without any network namespace shared with the host. The filesystem is built from an
+allow-list: system directories, the Python installation and the course package read-only, a
+size-capped tmpfs home — ``solutions/``, the gradebook and other students' files simply do not
+exist in there, and nothing the kernel writes reaches host disk.
 """
 from __future__ import annotations
 
@@ -21,16 +23,48 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import zmq
 from jupyter_client import KernelManager
 from jupyter_client.kernelspec import KernelSpec
 
 from . import seccomp
+from .cgroup import KernelCgroup
 
 BLOCKED = ("{name} is not available in this assignment's grading kernel: the task asks for it to be done "
            "by hand (see the assignment's rules)")
-UID_BASE = 61000
+# A uid range nothing else uses: above normal users (<= 60000), systemd's DynamicUser range
+# (61184-65519), nobody (65534), shadow's default subordinate ranges (100000-600100000) and
+# systemd-nspawn's container ranges (524288-1879048191); below systemd's "foreign" range
+# (2147352576-) and 2**31. acquire_uid() still skips any uid of /etc/passwd, /etc/subuid,
+# /etc/subgid or with a live process: the grader only ever signals a uid it allocated.
+UID_BASE = 1_900_000_000
 UID_COUNT = 1000
 LOCKS = "/var/tmp/sandboxgrader/uids"
+
+
+def _taken_uids() -> set[int]:
+    """uids of the range that the system itself assigns (accounts, subordinate id ranges)."""
+    taken = set()
+    for path in ("/etc/passwd", "/etc/group"):
+        try:
+            with open(path) as fh:
+                for line in fh:
+                    f = line.split(":")
+                    if len(f) > 2 and f[2].isdigit() and UID_BASE <= int(f[2]) < UID_BASE + UID_COUNT:
+                        taken.add(int(f[2]))
+        except OSError:
+            pass
+    for path in ("/etc/subuid", "/etc/subgid"):
+        try:
+            with open(path) as fh:
+                for line in fh:
+                    f = line.strip().split(":")
+                    if len(f) == 3 and f[1].isdigit() and f[2].isdigit():
+                        lo, n = int(f[1]), int(f[2])
+                        taken.update(range(max(lo, UID_BASE), min(lo + n, UID_BASE + UID_COUNT)))
+        except OSError:
+            pass
+    return taken
 
 
 def acquire_uid():
@@ -38,16 +72,23 @@ def acquire_uid():
 
     An exclusive ``flock`` on ``<LOCKS>/<uid>`` is held for the kernel's life (the kernel closes
     it; the OS drops it if the grader dies), so two graders never share a uid and never kill
-    each other's processes. Returns ``(uid, open lock file)``.
+    each other's processes. A uid that still has a process (a leftover, or some other program
+    using it) is skipped, never signalled. Returns ``(uid, open lock file)``.
     """
     os.makedirs(LOCKS, mode=0o700, exist_ok=True)
+    taken = _taken_uids()
     start = (os.getpid() * 7919 + int(time.monotonic() * 1000)) % UID_COUNT   # spread reuse out
     for k in range(UID_COUNT):
         uid = UID_BASE + (start + k) % UID_COUNT
+        if uid in taken:
+            continue
         fh = open(os.path.join(LOCKS, str(uid)), "a")
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
+            fh.close()
+            continue
+        if _uid_processes(uid, zombies=True):   # not ours to touch (or not yet gone): next one
             fh.close()
             continue
         return uid, fh
@@ -60,14 +101,19 @@ class SandboxUnavailable(RuntimeError):
 
 @dataclass
 class Limits:
-    """Resource limits of one student kernel."""
+    """Resource limits of one student kernel (configurable: ``c.Sandbox.<name>`` in nbgrader_config.py)."""
 
-    address_space: int = 3 * 2**30     # bytes (RLIMIT_AS): MemoryError beyond
-    cpu_seconds: int = 300             # RLIMIT_CPU over the kernel's life
-    processes: int = 64                # RLIMIT_NPROC for the kernel's uid
+    address_space: int = 3 * 2**30     # bytes per process (RLIMIT_AS): MemoryError beyond
+    cpu_seconds: int = 300             # RLIMIT_CPU per process; also the whole kernel tree's CPU budget
+    processes: int = 64                # processes + threads of the kernel's uid (RLIMIT_NPROC) and tree
     open_files: int = 256
     file_size: int = 64 * 2**20        # largest file the kernel may write
-    tmp_size: int = 64 * 2**20         # /tmp, /dev/shm and home are tmpfs-like, capped
+    tmp_size: int = 64 * 2**20         # /tmp and /dev/shm: size-capped tmpfs each
+    home_size: int = 256 * 2**20       # the kernel's home: a size-capped tmpfs (no host disk)
+    memory: int = 4 * 2**30            # the whole kernel tree, tmpfs included (a cgroup per kernel)
+    cpus: float = 1.0                  # CPU share of the whole kernel tree (cgroup quota), in cores
+    reply_bytes: int = 16 * 2**20      # largest answer of the agent (refused unread beyond)
+    message_bytes: int = 16 * 2**20    # largest Jupyter message the grader accepts from the kernel
 
 
 def check_tools() -> None:
@@ -83,8 +129,8 @@ def check_tools() -> None:
                                  "run as root or, knowing the risk, with UNSAFE=1")
 
 
-def _uid_processes(uid: int) -> dict[int, int]:
-    """pid -> parent pid of every process whose real uid is ``uid``."""
+def _uid_processes(uid: int, zombies: bool = False) -> dict[int, int]:
+    """pid -> parent pid of every process whose real uid is ``uid`` (zombies too if asked)."""
     out = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -94,52 +140,81 @@ def _uid_processes(uid: int) -> dict[int, int]:
                 fields = dict(line.split(":", 1) for line in fh if ":" in line)
         except OSError:
             continue
-        if int(fields.get("Uid", "-1 0").split()[0]) == uid and not fields.get("State", "").strip().startswith("Z"):
-            out[int(entry)] = int(fields.get("PPid", "0").strip())   # (zombies are dead: only reaping helps)
+        if int(fields.get("Uid", "-1 0").split()[0]) == uid and (
+                zombies or not fields.get("State", "").strip().startswith("Z")):
+            out[int(entry)] = int(fields.get("PPid", "0").strip())
     return out
 
 
-def reap_descendants(uid: int, keep_at_most: int) -> int:
-    """Kill the kernel's child processes when there are more than ``keep_at_most`` (a fork bomb).
+def reap_descendants(uid: int, keep_at_most: int, main: int | None = None) -> int:
+    """Kill the kernel's other processes when there are more than ``keep_at_most`` (a fork bomb).
 
-    The kernel itself is the one process of the uid whose parent is not of the uid (it is
-    bubblewrap's child); everything else descends from it. Returns how many were killed.
+    ``main`` is the kernel process itself (:meth:`SandboxKernel.main_pid`); every other process of
+    the uid descends from it -- its children, or orphans the sandbox's init adopted. Returns how
+    many were killed; the caller checks with :func:`leftovers` that they are gone (killed children
+    of the kernel stay zombies -- and count against the uid's process limit -- until it waits).
     """
-    procs = _uid_processes(uid)
-    children = [pid for pid, ppid in procs.items() if ppid in procs]
+    def others():
+        procs = _uid_processes(uid)
+        if main is None:   # (before the kernel's pid is known) its descendants
+            return [pid for pid, ppid in procs.items() if ppid in procs]
+        return [pid for pid in procs if pid != main]
+
+    children = others()
     if len(children) <= keep_at_most:
         return 0
-    for _ in range(50):
+    killed = set()
+    for _ in range(50):   # a still-running bomb forks while we kill: repeat until none is left
         for pid in children:
             try:
                 os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
             except OSError:
                 pass
-        time.sleep(0.02)
-        procs = _uid_processes(uid)
-        children = [pid for pid, ppid in procs.items() if ppid in procs]
+        children = others()
         if not children:
             break
-    return len(children) or 1
+        time.sleep(0.01)
+    return len(killed) or 1
 
 
-def kill_uid(uid: int, wait: float = 3.0) -> None:
-    """SIGKILL every process of ``uid`` (ours alone: a sandbox uid) and wait until they are gone.
+def leftovers(uid: int, main: int | None = None) -> int:
+    """Processes of the uid besides the kernel itself, zombies included (each holds a process slot)."""
+    procs = _uid_processes(uid, zombies=True)
+    if main is None:
+        return sum(1 for ppid in procs.values() if ppid in procs)
+    return sum(1 for pid in procs if pid != main)
 
-    The pid namespace dies with the kernel anyway, but asynchronously; leftovers of a fork bomb
-    would still count against RLIMIT_NPROC of the next kernel that gets this uid.
+
+def kill_uid(uid: int, wait: float = 30.0) -> bool:
+    """SIGKILL every process of ``uid`` (ours alone: a sandbox uid we hold) and wait until they are gone.
+
+    ``kill(-1, SIGKILL)`` sent by a process running as ``uid`` reaches every process of that uid
+    in one step (the kernel walks the task list under a lock no fork can pass), so a fork bomb
+    cannot outrun it, whatever the load. The pid namespace dies with the kernel anyway, but
+    asynchronously; leftovers would count against RLIMIT_NPROC of the next kernel with this uid.
+    Returns False if some are still there after ``wait`` s (the uid is then skipped by
+    :func:`acquire_uid` until they are gone).
     """
     deadline = time.monotonic() + wait
     while True:
-        pids = _uid_processes(uid)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        if not pids or time.monotonic() > deadline:
-            return
-        time.sleep(0.02)
+        pids = _uid_processes(uid, zombies=True)
+        if not pids:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        if _uid_processes(uid):   # live ones: one atomic kill as the uid
+            pid = os.fork()
+            if pid == 0:   # only system calls here, then _exit (the grader is multi-threaded)
+                try:
+                    os.setgroups([])
+                    os.setresgid(uid, uid, uid)
+                    os.setresuid(uid, uid, uid)
+                    os.kill(-1, signal.SIGKILL)
+                finally:
+                    os._exit(0)
+            os.waitpid(pid, 0)
+        time.sleep(0.02)   # zombies: their (root) parent in the sandbox reaps them
 
 
 VENV_IN_SANDBOX = "/opt/venv"         # the host's venv, seen under a neutral name
@@ -285,7 +360,9 @@ def bwrap_argv(uid: int, home: str, rundir: str, limits: Limits, python_cmd: lis
                      "--remount-ro", dest]
         else:
             argv += ["--ro-bind", blocked, sandbox_path(where)]
-    argv += ["--bind", home, "/home/student", "--bind", rundir, rundir, "--chdir", "/home/student"]
+    # home: a size-capped tmpfs (charged to the kernel's memory cgroup), never host disk
+    argv += ["--size", str(limits.home_size), "--perms", "0777", "--tmpfs", "/home/student",
+             "--bind", rundir, rundir, "--chdir", "/home/student"]
     env = {"HOME": "/home/student", "PATH": f"{os.path.dirname(layout.python)}:/usr/bin:/bin",
            "PYTHONNOUSERSITE": "1", "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp/mpl", "LANG": "C.UTF-8",
            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -345,12 +422,18 @@ class SandboxKernel:
             if not self.unsafe:
                 os.chown(d, self.uid, self.uid)
         self.bpf = seccomp.write(os.path.join(base, "seccomp.bpf"))
+        self.cgroup = None if self.unsafe else KernelCgroup.create(f"uid-{self.uid}", self.limits)
         self.km = None
         self.client = None
+        self.iopub_monitor = None
+        self._main_pid = None
         self._log = None
 
     def add_files(self, files: dict[str, bytes]) -> None:
-        """Put assignment files (data the notebook reads) into the kernel's home."""
+        """Put assignment files (data the notebook reads) into the kernel's home -- UNSAFE mode only:
+        a sandboxed home is a tmpfs inside the sandbox, where :meth:`Session.start` writes them."""
+        if not self.unsafe:
+            return
         for name, data in files.items():
             path = os.path.join(self.home, os.path.basename(name))
             with open(path, "wb") as fh:
@@ -360,8 +443,6 @@ class SandboxKernel:
 
     def launch(self) -> "SandboxKernel":
         """Spawn the kernel process and return at once (it boots while the caller works)."""
-        if not self.unsafe:
-            kill_uid(self.uid)
         python_cmd = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
         if self.unsafe:
             lim = self.limits
@@ -374,21 +455,28 @@ class SandboxKernel:
             inner = bwrap_argv(self.uid, self.home, self.rundir, self.limits,
                                [connection if a == "{connection_file}" else a for a in python_cmd], files,
                                tuple(self.hidden_modules))
-            # bwrap reads its arguments from fd 8, so the sandbox's /proc/1/cmdline is `bwrap --args 8`
-            # (not every host path it mounts); sh keeps the BPF program open on fd 9 for --seccomp 9
-            # (bwrap reads only options from there: the command, with no host path in it, stays here)
+            # sh joins the kernel's cgroup (its whole tree follows), keeps the BPF program open on fd 9
+            # for bwrap's --seccomp 9, then becomes bwrap, which reads its options from fd 8: the
+            # sandbox's /proc/1/cmdline is `bwrap --args 8 ...`, not every host path it mounts (the
+            # command, with no host path in it, stays on the command line)
             split = inner.index("--seccomp")
             args_file = os.path.join(self.base, "bwrap.args")
             with open(args_file, "wb") as fh:
                 fh.write(b"".join(a.encode() + b"\0" for a in inner[1:split]))
-            argv = ["/bin/sh", "-c", 'exec 9<"$0" 8<"$1"; shift 2; exec bwrap --args 8 "$@"', self.bpf, args_file,
-                    "x"] + inner[split:]
+            argv = ["/bin/sh", "-c", 'for f in $SG_CGROUP_PROCS; do echo $$ > "$f" || exit 97; done; '
+                    'exec 9<"$0" 8<"$1"; shift 2; exec bwrap --args 8 "$@"', self.bpf, args_file, "x"] + inner[split:]
         km = KernelManager(transport="ipc", connection_file=os.path.join(self.rundir, "kernel.json"))
+        # every socket of ours refuses a message above the cap (the peer is disconnected, the
+        # message dropped unread): a kernel cannot make the grader hold gigabytes
+        self._ctx = zmq.Context()
+        self._ctx.setsockopt(zmq.MAXMSGSIZE, self.limits.message_bytes)
+        km.context = self._ctx
         km.ip = os.path.join(self.rundir, "k")
         km._kernel_spec = KernelSpec(argv=argv, display_name="sandbox", language="python",
                                      interrupt_mode="message", env={})
         self._log = open(os.path.join(self.base, "kernel.log"), "wb")
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),   # (bwrap --clearenv: none reaches the kernel)
+               "SG_CGROUP_PROCS": " ".join(self.cgroup.procs_files) if self.cgroup else ""}
         if self.unsafe:
             env.update({"HOME": self.home, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
         km.start_kernel(env=env, stdout=self._log, stderr=self._log, cwd=self.home)
@@ -400,7 +488,7 @@ class SandboxKernel:
 
     def connect(self, timeout: float = 60) -> "SandboxKernel":
         """Wait until the launched kernel answers; raise RuntimeError if it died."""
-        client = self.km.client()
+        client = self.km.client(context=self._ctx)
         client.start_channels()
         try:
             client.wait_for_ready(timeout=timeout)
@@ -409,10 +497,25 @@ class SandboxKernel:
             self.shutdown()
             raise RuntimeError(f"the sandboxed kernel did not start: {exc}\n{log[-2000:]}") from None
         self.client = client
+        # a message above the size cap disconnects iopub (and is dropped); the monitor tells the
+        # waiting grader at once, so it does not wait for an "idle" that went down with it
+        self.iopub_monitor = client.iopub_channel.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         return self
 
     def start(self, timeout: float = 60) -> "SandboxKernel":
         return self.launch().connect(timeout)
+
+    def lock_run_dir(self) -> None:
+        """Once the kernel's sockets exist: the run directory becomes root's (no host disk for the kernel)."""
+        if self.unsafe:
+            return
+        for f in os.listdir(self.rundir):
+            try:
+                os.lchown(os.path.join(self.rundir, f), 0, 0)
+            except OSError:
+                pass
+        os.chown(self.rundir, 0, 0)
+        os.chmod(self.rundir, 0o755)
 
     def read_log(self) -> str:
         try:
@@ -426,9 +529,22 @@ class SandboxKernel:
         """Where the kernel's agent listens (the run directory is bind-mounted at the same path)."""
         return os.path.join(self.rundir, "agent.sock")
 
+    def main_pid(self) -> int | None:
+        """Host pid of the kernel process itself: the uid's one process once it is ready (cached
+        then: orphans of a bomb, adopted by the sandbox's init, would look alike later)."""
+        if self.unsafe:
+            return None
+        if self._main_pid is None:
+            procs = _uid_processes(self.uid)
+            roots = [pid for pid, ppid in procs.items() if ppid not in procs]
+            if len(roots) != 1:
+                return None
+            self._main_pid = roots[0]
+        return self._main_pid
+
     def reap(self, keep_at_most: int = 8) -> int:
-        """Kill runaway child processes of the kernel (a fork bomb); the kernel keeps its state."""
-        return 0 if self.unsafe else reap_descendants(self.uid, keep_at_most)
+        """Kill runaway processes of the kernel's (a fork bomb); the kernel keeps its state."""
+        return 0 if self.unsafe else reap_descendants(self.uid, keep_at_most, self.main_pid())
 
     def alive(self) -> bool:
         return self.km is not None and self.km.is_alive()
@@ -442,6 +558,13 @@ class SandboxKernel:
 
     def shutdown(self) -> None:
         if self.client is not None:
+            try:
+                self.client.iopub_channel.socket.disable_monitor()
+            except Exception:  # noqa: BLE001 - already closed
+                pass
+            if self.iopub_monitor is not None:
+                self.iopub_monitor.close(linger=0)
+                self.iopub_monitor = None
             self.client.stop_channels()
         if self.km is not None:
             try:
@@ -451,6 +574,12 @@ class SandboxKernel:
             self.km.cleanup_resources()
         if not self.unsafe and self.km is not None:
             kill_uid(self.uid)
+        if self.cgroup is not None:
+            self.cgroup.remove()
+            self.cgroup = None
+        if getattr(self, "_ctx", None) is not None:
+            self._ctx.destroy(linger=0)
+            self._ctx = None
         if self._log is not None:
             self._log.close()
         if self._uid_lock is not None:

@@ -23,7 +23,9 @@ from .session import CellRun, Session
 from .trusted import TrustedRunner
 
 def nbmeta(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+    m = cell.get("metadata")
+    m = m.get("nbgrader") if isinstance(m, dict) else None
+    return m if isinstance(m, dict) else {}
 
 
 def is_test(cell) -> bool:
@@ -72,7 +74,9 @@ def hidden_message(err: str, grade_id: str) -> str:
 
 def src(cell) -> str:
     s = cell.get("source", "")
-    return "".join(s) if isinstance(s, list) else s
+    if isinstance(s, list):
+        return "".join(x for x in s if isinstance(x, str))
+    return s if isinstance(s, str) else ""   # (a number or null in a hand-edited file)
 
 
 @dataclass
@@ -107,6 +111,7 @@ class Result:
     seconds: float = 0.0
     calls: int = 0
     call_seconds: float = 0.0
+    error: str = ""        # set when the submission could not be graded in full: NOT graded
 
     @property
     def score(self) -> float:
@@ -120,7 +125,10 @@ class Result:
 def key_of(cell):
     """How a cell is matched between source and submission: its grade_id, else its cell id."""
     gid = nbmeta(cell).get("grade_id")
-    return gid if gid else ("id", cell.get("id"))
+    if isinstance(gid, str) and gid:
+        return gid
+    cid = cell.get("id")
+    return ("id", cid if isinstance(cid, str) else None)
 
 
 def merge(source_nb, submission_nb, flags: list):
@@ -128,7 +136,13 @@ def merge(source_nb, submission_nb, flags: list):
     by_id, seen, extras = {}, set(), {None: []}
     anchor = None
     source_ids = [key_of(c) for c in source_nb.cells]
-    for n, cell in enumerate(submission_nb.cells):
+    cells_in = submission_nb.get("cells") if isinstance(submission_nb.get("cells"), list) else []
+    for n, cell in enumerate(cells_in):
+        if not isinstance(cell, dict) or cell.get("cell_type") not in ("code", "markdown", "raw"):
+            flags.append(f"cell {n} of the submission is malformed: ignored")
+            continue
+        if not isinstance(cell.get("metadata"), dict):   # (a list in a hand-edited file)
+            cell["metadata"] = nbformat.from_dict({})
         gid = key_of(cell)
         if gid in source_ids and gid not in seen:
             seen.add(gid)
@@ -169,9 +183,31 @@ def merge(source_nb, submission_nb, flags: list):
     return cells
 
 
+def budget_flags(session: Session) -> list[str]:
+    """What the kernel tree's budgets stopped (read from its cgroups), as flags."""
+    use, lim = session.usage(), session.limits
+    out = []
+    if use["oom_kill"]:
+        out.append(f"memory budget of the kernel ({lim.memory / 2**30:g} GiB, all its processes) exhausted: "
+                   f"{use['oom_kill']} process(es) killed")
+    if use["pids_max"]:
+        out.append(f"process budget of the kernel ({lim.processes}) exhausted: {use['pids_max']} fork(s) refused")
+    if use["left_running"]:
+        out.append(f"processes left running after a call (busy children, a bomb): {use['left_running']} killed")
+    if use["home_full"]:
+        out.append(f"disk budget of the kernel's home ({lim.home_size / 2**20:g} MiB) filled")
+    return out
+
+
 def grade(session: Session, source_nb, submission_nb, *, student: str, assignment: str, notebook: str,
-          cell_timeout: float = 30, call_timeout: float = 30) -> Result:
-    """Run the submission in ``session`` (a started sandbox) and compute every verdict in-process."""
+          cell_timeout: float = 30, call_timeout: float = 30, budget: float | None = None) -> Result:
+    """Run the submission in ``session`` (a started sandbox) and compute every verdict in-process.
+
+    ``budget``: seconds the submission's code may take in all (cells and calls; restarting the
+    kernel and replaying earlier cells after a bomb are on nobody's clock), and CPU seconds of
+    the kernel tree are bounded by ``session.limits.cpu_seconds``. A submission that exhausts
+    either is not graded (``Result.error``): the rest of its tests are not run.
+    """
     t0 = time.monotonic()
     res = Result(student, assignment, notebook)
     cells = merge(source_nb, submission_nb, res.flags)
@@ -179,7 +215,24 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
     history: list[str] = []   # code that ran in the sandbox, replayed after a restart
     count = 0
     generation = [session.restarts]
+    cell_seconds = [0.0]
     pending: list = []   # test cells: [cell, notebook passed, visible verdict, error, seconds, grader names]
+
+    def spent() -> float:
+        """Time the submission's code took: its cells and the grader's calls into it (not restarts,
+        replays, or the grader's own work, which depend on the machine's load, not on the student)."""
+        return cell_seconds[0] + trusted.call_seconds
+
+    def left(timeout: float) -> float:
+        """The step's timeout, cut to what is left of the budget."""
+        return timeout if budget is None else max(0.5, min(timeout, budget - spent()))
+
+    def exhausted() -> str:
+        if budget is not None and spent() >= budget:
+            return f"time budget of {budget:g} s exhausted"
+        if session.cpu_seconds() > session.limits.cpu_seconds:
+            return f"CPU budget of {session.limits.cpu_seconds} s (whole kernel tree) exhausted"
+        return ""
 
     def ensure_alive():
         """After the kernel died or was restarted (timeouts), rebuild the student's state."""
@@ -191,6 +244,17 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
             generation[0] = session.restarts
 
     for cell in cells:
+        why = exhausted()
+        if why:
+            if not res.error:
+                tests = [nbmeta(c).get("grade_id") for c in cells[cells.index(cell):] if is_test(c)]
+                res.error = f"{why} at cell {count + 1}: not graded ({len(tests)} test(s) not run)"
+                res.flags.insert(0, res.error)   # first: it is why the submission is not graded
+            if is_test(cell):
+                meta = nbmeta(cell)
+                res.verdicts.append(TestVerdict(meta["grade_id"], float(meta.get("points", 0) or 0), False, 0.0,
+                                                f"not run: {why}"))
+            continue
         if is_answer(cell) and nbmeta(cell).get("grade"):
             checksum = nbmeta(cell).get("checksum")
             res.manual.append(ManualCell(nbmeta(cell)["grade_id"], float(nbmeta(cell).get("points", 0) or 0),
@@ -202,7 +266,8 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
         full = src(cell)
         code = visible_part(full) if is_test(cell) else full
         ensure_alive()
-        run: CellRun = session.run_cell(code, timeout=cell_timeout)
+        run: CellRun = session.run_cell(code, timeout=left(cell_timeout))
+        cell_seconds[0] += run.seconds
         cell.outputs = [nbformat.from_dict(o) for o in run.outputs]
         cell.execution_count = count
         if not is_test(cell) and (run.status in ("ok", "error") or
@@ -221,11 +286,13 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
             res.flags.append(f"cell {count} printed too much: output truncated")
         if not is_test(cell):
             if not is_answer(cell) and not cell.metadata.get("student_cell"):
+                trusted.budget = None if budget is None else budget - spent()
                 trusted.run(full, f"instructor {meta.get('grade_id', count)}")
             continue
         # the trusted verdict of the visible tests, in the grader, where the notebook stands
         ensure_alive()
         t1 = time.monotonic()
+        trusted.budget = None if budget is None else budget - spent()
         ok_visible, _, err = trusted.run(code, f"test {meta['grade_id']}")
         pending.append([cell, run.status == "ok", ok_visible, err, time.monotonic() - t1,
                         trusted.snapshot() if ok_visible and full != code else None])
@@ -235,11 +302,18 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
         cell, notebook_passed, ok_visible, err, seconds, snapshot = item
         meta, full = nbmeta(cell), src(cell)
         ok = ok_visible
-        if snapshot is not None:   # the grader's names as they were after this cell's visible tests
+        why = exhausted() if snapshot is not None else ""
+        if why:
+            if not res.error:
+                res.error = f"{why} before the hidden tests: not graded"
+                res.flags.insert(0, res.error)
+            ok, err = False, f"not run: {why}"
+        elif snapshot is not None:   # the grader's names as they were after this cell's visible tests
             trusted.restore(snapshot)
             tail = markers.hidden_tail(full)
             ensure_alive()
             t1 = time.monotonic()
+            trusted.budget = None if budget is None else budget - spent()
             ok, _, hidden_err = trusted.run(tail if tail is not None else full, f"hidden {meta['grade_id']}")
             seconds += time.monotonic() - t1
             if not ok:
@@ -249,7 +323,7 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
                                  "BlockingIOError"):
             res.flags.append(f"test {meta['grade_id']!r}: {err[:160]}")
         shown = visible_message(err)
-        if ok_visible and not ok:   # a hidden test failed: its name and message, never its expected values
+        if ok_visible and not ok and not why:   # a hidden test failed: its name and message, not its values
             shown = hidden_message(err, meta["grade_id"])
         res.verdicts.append(TestVerdict(meta["grade_id"], points, ok, points if ok else 0.0, shown, notebook_passed,
                                         seconds))
@@ -273,6 +347,7 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
             cell.outputs = [nbformat.from_dict(o) for o in cell.outputs]
     if session.reaped:
         res.flags.append(f"runaway processes (a fork bomb?): {session.reaped} killed")
+    res.flags += budget_flags(session)
     res.nb = nbformat.v4.new_notebook(cells=cells, metadata=copy.deepcopy(source_nb.metadata))
     res.calls, res.call_seconds = trusted.calls, trusted.call_seconds
     res.seconds = time.monotonic() - t0

@@ -9,22 +9,27 @@ reply to OUR message id; never from anything the student's code printed.
 """
 from __future__ import annotations
 
+import base64
 import json
+import os
+import signal
 import socket
 import struct
 import time
 from dataclasses import dataclass, field
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from . import wire
 from .agent_src import AGENT
+from . import kernel as kernel_mod
 from .kernel import Limits, SandboxKernel
 
 CELL_OUTPUT_LIMIT = 200_000        # characters of output kept per cell (feedback)
 CALL_OUTPUT_LIMIT = 2_000_000      # characters a proxied call may print before it is stopped
-REPLY_LIMIT = 64 * 2**20
 INTERRUPT_GRACE = 3.0
+PIDS_SLACK = 4   # threads a call may start and leave (its watchdog, a library's pool)
 
 
 class KernelDied(RuntimeError):
@@ -59,6 +64,13 @@ class Session:
         self.kernel: SandboxKernel | None = None
         self.restarts = 0
         self.reaped = 0     # runaway processes killed (fork bombs)
+        self.recovery_seconds = 0.0   # spent restarting kernels: on nobody's clock
+        # budget hits of the kernel tree, over every kernel of this session (see usage())
+        self.hits = {"oom_kill": 0, "pids_max": 0, "left_running": 0, "home_full": 0}
+        self._cpu_done = 0.0
+        self._sock = None
+        self._pids_base = 0
+        self._known_children: set = set()
 
     def add_files(self, files: dict) -> None:
         """Files for the kernel's home (kept for restarts)."""
@@ -79,6 +91,10 @@ class Session:
         if self.kernel is None:
             self.launch()
         self.kernel.connect()
+        if self.files and not self.unsafe:   # into the tmpfs home, before any student code runs
+            run = self.run_cell(_files_code(self.files), timeout=60, store_history=False)
+            if run.status != "ok":
+                raise RuntimeError(f"could not copy the assignment's files: {run.ename}: {run.evalue}")
         path = self.kernel.agent_socket
         run = self.run_cell(AGENT.replace("SG_SOCKET_PATH", repr(path)), timeout=60, store_history=False)
         if run.status != "ok":
@@ -94,21 +110,102 @@ class Session:
                 except OSError:
                     sock.close()
                     time.sleep(0.01)
+        self.kernel.lock_run_dir()
+        self.kernel.main_pid()   # known now, while it is the uid's only process
+        cg = self.kernel.cgroup
+        self._pids_base = cg.pids() if cg else 0
+        self._known_children = set()
         return self
 
     def restart(self) -> None:
+        t0 = time.monotonic()
         self.restarts += 1
         self.shutdown()
         self.launch()
         self.start()
+        self.recovery_seconds += time.monotonic() - t0
 
     def shutdown(self) -> None:
-        if getattr(self, "_sock", None) is not None:
+        if self._sock is not None:
             self._sock.close()
             self._sock = None
         if self.kernel is not None:
+            self._harvest()
             self.kernel.shutdown()
             self.kernel = None
+
+    # -- budgets of the kernel tree ----------------------------------------------------------
+    def _harvest(self) -> None:
+        """Fold the budget counters of the current kernel into the session's (before it goes)."""
+        k = self.kernel
+        if k is None or k.cgroup is None:
+            return
+        for key, n in k.cgroup.events().items():
+            self.hits[key] += n
+        self._cpu_done += k.cgroup.cpu_seconds()
+        if self._home_full():
+            self.hits["home_full"] += 1
+
+    def _home_full(self) -> bool:
+        pid = self.kernel.main_pid() if self.kernel is not None else None
+        try:   # the sandbox's own view of its home: its tmpfs, seen from here through /proc
+            st = os.statvfs(f"/proc/{pid}/root/home/student") if pid else None
+        except OSError:
+            return False
+        return st is not None and st.f_bavail * st.f_frsize < 2**20
+
+    def usage(self) -> dict:
+        """Budget hits and CPU seconds over every kernel of this session, the current one included."""
+        hits = dict(self.hits)
+        cpu = self._cpu_done
+        k = self.kernel
+        if k is not None and k.cgroup is not None:
+            for key, n in k.cgroup.events().items():
+                hits[key] += n
+            cpu += k.cgroup.cpu_seconds()
+            hits["home_full"] += self._home_full()
+        hits["cpu_seconds"] = cpu
+        return hits
+
+    def cpu_seconds(self) -> float:
+        k = self.kernel
+        now = k.cgroup.cpu_seconds() if k is not None and k.cgroup is not None else 0.0
+        return self._cpu_done + now
+
+    def _after_call(self, before: int) -> None:
+        """A call that left processes behind (a background bomb, busy children): kill them, flag it.
+
+        Cheap when nothing happened (one read of the cgroup's task count); the scan of /proc runs
+        only when the tree grew by more than a few threads.
+        """
+        cg = self.kernel.cgroup if self.kernel is not None else None
+        if cg is None or cg.pids() <= before + PIDS_SLACK:
+            return
+        uid, main = self.kernel.uid, self.kernel.main_pid()
+        if main is None:
+            return
+        known = self._known_children | {main}
+        new = set(kernel_mod._uid_processes(uid)) - known
+        if not new:
+            return
+        self.hits["left_running"] += len(new)
+        for _ in range(50):   # (they may still fork: kill until none but the known ones is alive)
+            for pid in new:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            alive = set(kernel_mod._uid_processes(uid)) - known
+            if not alive:
+                break
+            new |= alive
+            time.sleep(0.01)
+        try:   # now zombies of the kernel: it must wait for them (each holds a process slot)
+            self._request_socket({"op": "reap"}, 10, recover=False)
+        except Exception:  # noqa: BLE001 - checked just below
+            pass
+        if new & set(kernel_mod._uid_processes(uid, zombies=True)):
+            self.restart()   # not gone: start afresh rather than leave the budget short
 
     @property
     def client(self):
@@ -125,28 +222,36 @@ class Session:
     def _wait(self, msg_id: str, timeout: float, collect: list | None, out_limit: int):
         """Wait for the reply to ``msg_id``; collect its outputs; enforce time and output limits."""
         deadline = time.monotonic() + timeout
+        hard_stop = deadline + INTERRUPT_GRACE   # absolute: nothing the kernel sends extends it
         printed, reply, idle, truncated = 0, None, False, False
         interrupted_at = None
         shell, iopub = self.client.shell_channel, self.client.iopub_channel
         poller = zmq.Poller()   # wake on the first message instead of sleeping in short polls
         poller.register(shell.socket, zmq.POLLIN)
         poller.register(iopub.socket, zmq.POLLIN)
-        while reply is None or not idle:
+        monitor = self.kernel.iopub_monitor
+        if monitor is not None:
+            poller.register(monitor, zmq.POLLIN)
+        dropped = False
+        while reply is None or not (idle or dropped):
             now = time.monotonic()
             if interrupted_at is None and now > deadline:
                 self.kernel.interrupt()
                 interrupted_at = now
-            if interrupted_at is not None and now > interrupted_at + INTERRUPT_GRACE:
+            if interrupted_at is not None and now > min(interrupted_at + INTERRUPT_GRACE, hard_stop):
                 raise CallTimeout(f"no answer within {timeout:.0f} s, and the interrupt was ignored")
             wait = (deadline if interrupted_at is None else interrupted_at + INTERRUPT_GRACE) - now
             events = dict(poller.poll(max(1, min(int(wait * 1000) + 1, 200))))
             if not events and not self.kernel.alive():
                 raise KernelDied("the kernel died")
-            while shell.msg_ready():
+            while monitor is not None and monitor.poll(0):
+                recv_monitor_message(monitor)   # iopub lost a message above the cap: no "idle" to wait for
+                dropped = truncated = True
+            while shell.msg_ready() and time.monotonic() < hard_stop:
                 m = shell.get_msg(timeout=0)
                 if m["parent_header"].get("msg_id") == msg_id:
                     reply = m
-            while iopub.msg_ready():
+            while iopub.msg_ready() and time.monotonic() < hard_stop:   # a flood cannot keep us here
                 m = iopub.get_msg(timeout=0)
                 if m["parent_header"].get("msg_id") != msg_id:
                     continue
@@ -166,9 +271,33 @@ class Session:
                         continue
                     if collect is not None:
                         collect.append(_to_output(t, c))
+        if dropped and not self._resync_iopub(max(hard_stop, time.monotonic() + 10)):
+            raise CallTimeout("the kernel's output channel did not come back after a message above the cap")
         status = reply["content"].get("status")
         timed_out = interrupted_at is not None
         return reply["content"], status, timed_out, truncated
+
+    def _resync_iopub(self, deadline: float) -> bool:
+        """After iopub was disconnected (a message above the cap): wait until it delivers again.
+
+        ZMQ reconnects by itself, but what the kernel publishes before that is lost; a
+        kernel_info request is repeated until its own "busy"/"idle" arrives on iopub (as
+        jupyter_client's nudge does), so the next cell's messages are not lost.
+        """
+        iopub = self.client.iopub_channel
+        while time.monotonic() < deadline:
+            mid = self.client.kernel_info()
+            until = min(deadline, time.monotonic() + 0.5)
+            while time.monotonic() < until:
+                if not iopub.socket.poll(100):
+                    continue
+                m = iopub.get_msg(timeout=0)
+                if m["parent_header"].get("msg_id") == mid:
+                    monitor = self.kernel.iopub_monitor
+                    while monitor is not None and monitor.poll(0):   # (events of the drop itself)
+                        recv_monitor_message(monitor)
+                    return True
+        return False
 
     # -- cells ---------------------------------------------------------------------------
     def run_cell(self, code: str, timeout: float = 30, store_history: bool = True) -> CellRun:
@@ -180,18 +309,26 @@ class Session:
         except KernelDied:
             return CellRun("dead", outputs, "DeadKernelError", "the kernel died while running this cell "
                            "(os._exit, a crash, or a resource limit)", time.monotonic() - t0)
+        except CallTimeout as exc:   # (before `except Exception`: CallTimeout is one)
+            seconds = time.monotonic() - t0
+            self.restart()
+            return CellRun("timeout", outputs, "TimeoutError", str(exc), seconds)
         except Exception as exc:  # noqa: BLE001 - a garbled channel: the kernel is unusable
+            seconds = time.monotonic() - t0
             self.restart()
             return CellRun("dead", outputs, "DeadKernelError", f"the kernel's channel broke ({type(exc).__name__})",
-                           time.monotonic() - t0)
-        except CallTimeout as exc:
-            self.restart()
-            return CellRun("timeout", outputs, "TimeoutError", str(exc), time.monotonic() - t0)
+                           seconds)
         if status != "ok" or timed_out:
             self._reap()
+        cg = self.kernel.cgroup if self.kernel is not None else None
+        if cg is not None and store_history:   # children a cell leaves running are the student's own
+            self._known_children = set()
+            if cg.pids() > self._pids_base + PIDS_SLACK:
+                self._known_children = set(kernel_mod._uid_processes(self.kernel.uid)) - {self.kernel.main_pid()}
         if truncated:
             outputs.append({"output_type": "stream", "name": "stdout",
-                            "text": f"\n[output truncated by the grader after {CELL_OUTPUT_LIMIT} characters]\n"})
+                            "text": f"\n[output truncated by the grader: more than {CELL_OUTPUT_LIMIT} characters, "
+                                    f"or a message above {self.limits.message_bytes} bytes]\n"})
         seconds = time.monotonic() - t0
         if timed_out:
             return CellRun("timeout", outputs, "TimeoutError", f"cell interrupted after {timeout:.0f} s", seconds,
@@ -203,21 +340,36 @@ class Session:
     # -- requests to the agent -----------------------------------------------------------
     def request(self, req: dict, timeout: float) -> dict:
         """Send one request to the agent; return its decoded JSON answer (unvalidated nodes)."""
-        if getattr(self, "_sock", None) is not None:
-            return self._request_socket(req, timeout)
-        return self._request_execute(req, timeout)
+        cg = self.kernel.cgroup
+        before = cg.pids() if cg is not None else 0
+        if self._sock is not None:
+            answer = self._request_socket(req, timeout)
+        else:
+            answer = self._request_execute(req, timeout)
+        self._after_call(before)
+        return answer
 
-    def _request_socket(self, req: dict, timeout: float) -> dict:
-        """The fast path: one length-prefixed JSON message each way over the agent's unix socket."""
+    def _request_socket(self, req: dict, timeout: float, recover: bool = True) -> dict:
+        """The fast path: one length-prefixed JSON message each way over the agent's unix socket.
+
+        One absolute deadline for the whole exchange (a reply trickled a byte at a time times
+        out like a silent one), and a size cap read from the length prefix before any body byte:
+        an oversized reply is refused without being read (the kernel is restarted, since the
+        stream is then out of step).
+        """
         body = json.dumps({**req, "deadline": timeout, "output_limit": CALL_OUTPUT_LIMIT}).encode()
         sock = self._sock
+        deadline = time.monotonic() + timeout + INTERRUPT_GRACE
+        limit = self.limits.reply_bytes
         try:
             sock.settimeout(timeout + INTERRUPT_GRACE)
             sock.sendall(struct.pack("!Q", len(body)) + body)
-            size = struct.unpack("!Q", _recv_exact(sock, 8))[0]
-            if size > REPLY_LIMIT:
-                raise wire.WireError(f"reply of {size} bytes exceeds the limit of {REPLY_LIMIT}")
-            data = _recv_exact(sock, size)
+            size = struct.unpack("!Q", _recv_exact(sock, 8, deadline))[0]
+            if size > limit:
+                self.restart()
+                raise wire.WireError(f"reply of {size} bytes refused (the limit is {limit}): the kernel was "
+                                     "restarted")
+            data = _recv_exact(sock, size, deadline)
         except (socket.timeout, TimeoutError):
             # the watchdog could not stop it (C code, or the agent was replaced): kill, start afresh
             self.restart()
@@ -233,7 +385,7 @@ class Session:
             raise wire.WireError(f"reply is not JSON: {exc}") from None
         if not isinstance(answer, dict) or not isinstance(answer.get("ok"), bool):
             raise wire.WireError("malformed answer")
-        if not answer["ok"]:
+        if not answer["ok"] and recover:
             etype = answer.get("etype")
             self._reap()
             if etype == "OutputFlood":
@@ -243,15 +395,26 @@ class Session:
         return answer
 
     def _reap(self) -> None:
-        """After a failure: kill runaway child processes (fork bomb) and have the kernel wait for them."""
-        killed = self.kernel.reap()
-        if killed:
-            self.reaped += killed
-            try:
-                if getattr(self, "_sock", None) is not None:
-                    self._request_socket({"op": "reap"}, 5)
-            except Exception:  # noqa: BLE001 - best effort: the zombies only cost process slots
-                pass
+        """After a failure: kill runaway child processes (fork bomb) and have the kernel wait for them.
+
+        Recovery must not depend on timing: the next test starts only once the kernel's process
+        budget is whole again -- no child and no zombie of the kernel left. If the kernel cannot
+        be brought there (its agent replaced, a bomb still forking), it is restarted afresh.
+        """
+        if self.kernel is None or self.kernel.unsafe:
+            return
+        killed = self.kernel.reap(keep_at_most=0)
+        self.reaped += killed
+        if not kernel_mod.leftovers(self.kernel.uid, self.kernel.main_pid()):
+            return
+        try:   # killed children of the kernel are zombies (each holds a process slot) until it waits
+            if self._sock is not None:
+                self._request_socket({"op": "reap"}, 10, recover=False)
+        except Exception:  # noqa: BLE001 - checked just below
+            pass
+        if kernel_mod.leftovers(self.kernel.uid, self.kernel.main_pid()):
+            self.reaped += 0 if killed else 1
+            self.restart()
 
     def _request_execute(self, req: dict, timeout: float) -> dict:
         """The slow path (no socket): an execute_request whose user expression is the answer."""
@@ -277,7 +440,7 @@ class Session:
         text = (expr.get("data") or {}).get("text/plain")
         if not isinstance(text, str):
             raise wire.WireError("the agent's answer is not text")
-        answer = wire.parse_reply_text(text, REPLY_LIMIT)
+        answer = wire.parse_reply_text(text, self.limits.reply_bytes)
         if not isinstance(answer, dict) or not isinstance(answer.get("ok"), bool):
             raise wire.WireError("malformed answer")
         if not answer["ok"]:
@@ -285,15 +448,28 @@ class Session:
         return answer
 
 
-def _recv_exact(sock, n: int) -> bytes:
+def _recv_exact(sock, n: int, deadline: float) -> bytes:
+    """``n`` bytes from ``sock`` by the absolute ``deadline`` (time.monotonic), else TimeoutError."""
     chunks, got = [], 0
     while got < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("deadline passed")
+        sock.settimeout(left)
         chunk = sock.recv(min(n - got, 1 << 20))
         if not chunk:
             raise EOFError("connection closed")
         chunks.append(chunk)
         got += len(chunk)
     return b"".join(chunks)
+
+
+def _files_code(files: dict) -> str:
+    """A cell writing the assignment's files into the kernel's home (run before any student code)."""
+    blobs = {os.path.basename(k): base64.b64encode(v).decode("ascii") for k, v in files.items()}
+    return ("def __sg_files__(blobs):\n    import base64\n    for name, b in blobs.items():\n"
+            "        with open(name, 'wb') as fh:\n            fh.write(base64.b64decode(b))\n"
+            f"__sg_files__({blobs!r})\ndel __sg_files__\n")
 
 
 def _to_output(msg_type: str, c: dict) -> dict:

@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 
 from . import wire
-from .session import Session
+from .session import CallTimeout, Session
 
 _BUILTIN_EXC = {name: obj for name, obj in vars(builtins).items()
                 if isinstance(obj, type) and issubclass(obj, Exception)}
@@ -110,15 +110,24 @@ class TrustedRunner:
         self.sources: dict[str, str] = {}
         self.calls = 0
         self.call_seconds = 0.0
+        self.budget: float | None = None   # seconds of calls left to the submission (None: no budget)
 
     # -- requests ------------------------------------------------------------------------
     def _answer(self, req, what):
-        t0 = time.perf_counter()
+        timeout = self.call_timeout
+        if self.budget is not None:
+            if self.budget <= 0:
+                raise CallTimeout("not called: the submission's time budget is exhausted")
+            timeout = min(timeout, max(self.budget, 0.5))
+        t0, recovery0 = time.perf_counter(), self.session.recovery_seconds
         try:
-            answer = self.session.request(req, self.call_timeout)
-        finally:
+            answer = self.session.request(req, timeout)
+        finally:   # a kernel restart inside the call is on nobody's clock
+            took = time.perf_counter() - t0 - (self.session.recovery_seconds - recovery0)
             self.calls += 1
-            self.call_seconds += time.perf_counter() - t0
+            self.call_seconds += took
+            if self.budget is not None:
+                self.budget -= took
         if not answer["ok"]:
             raise _student_exception(answer)
         return answer
