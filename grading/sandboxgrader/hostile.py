@@ -232,20 +232,6 @@ def logreg_grad(w, b, X, t, lam):
     return X.T @ z_bar + lam * w, float(np.sum(z_bar))
 '''
 
-_SPY_COMPILE = '''
-import builtins as _b
-_SEEN, _real_compile = [], _b.compile
-
-
-def _spy_compile(source, filename, *args, **kwargs):
-    if filename == "<instructor>":
-        _SEEN.append(source)
-    return _real_compile(source, filename, *args, **kwargs)
-
-
-_b.compile = _spy_compile
-'''
-
 RULE_ATTACKS = {
     "hw2_backprop": {
         # derive by hand: the grading kernel has no torch at all (its files are not in the sandbox)
@@ -289,12 +275,6 @@ def mlp_backward(W1, b1, W2, b2, X, y):
         "hw2_seterr_in_cell": ({"b2-sol": "np.seterr(all='ignore')\nimport warnings\nwarnings.filterwarnings('ignore')\n"
                                 + _NAIVE_GRAD.format(sigmoid="1.0 / (1.0 + np.exp(-z))")}, ["b2-test"],
                                "numpy errors and warnings silenced for the whole kernel, then the naive sigmoid"),
-    },
-    "hw3_autodiff": {
-        # hidden tests run after the last student cell: a cell there sees only the visible tests' code
-        "hw3_spy_instructor_code": ({"t1-sol+": _SPY_COMPILE, "end": "print('SPY', _SEEN)\n"}, [],
-                                    "records every instructor function the grader sends; a last cell prints "
-                                    "them (main: 8 hidden lambdas and their data in the feedback)"),
     },
 }
 
