@@ -71,7 +71,8 @@ def plain_nbgrader(course: Course, pairs) -> float:
     t0 = time.perf_counter()
     for aid, sid in pairs:
         subprocess.run([os.path.join(os.path.dirname(sys.executable), "nbgrader"), "autograde", aid,
-                        "--student", sid, "--force", "--log-level=ERROR"],
+                        "--student", sid, "--force", "--log-level=ERROR",
+                        "--RefuseUnsandboxed.allow=True"],   # a benchmark of trusted samples
                        cwd=course.root, env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - t0
 

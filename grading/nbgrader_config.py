@@ -38,6 +38,10 @@ c.Execute.timeout = 120
 c.Execute.interrupt_on_timeout = True
 # Student warnings go to stdout: nbgrader scores any stderr in a test cell as 0 points.
 c.Execute.extra_arguments = pp.kernel_arguments()
+# nbgrader's own autograde (formgrader's button, `nbgrader autograde`) would run student code
+# unsandboxed: it refuses, before touching any file, with a pointer to `make autograde` (the sandboxed
+# grader, whose results formgrader shows). --RefuseUnsandboxed.allow=True: trusted code only.
+c.Autograde.exporter_class = "coursegrader.preprocessors.RefuseUnsandboxed"
 # The sandboxed grader's budgets (grading/README.md, "Limits"): per submission, per job, per kernel.
 # Any field of sandboxgrader.kernel.Limits may be set here; these are the defaults.
 c.Sandbox.submission_budget = 600      # s of student code per submission (cells + calls), else NOT graded
@@ -65,8 +69,11 @@ c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "nbgrader.preprocessors.ClearHiddenTests",
     "coursegrader.preprocessors.ShortTracebacks",
+    # only text and verified images: a student's HTML / JavaScript / SVG output must not run
+    "coursegrader.preprocessors.InertOutputs",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
 c.ClearHiddenTests.enabled = True
 c.ShortTracebacks.enabled = True
+c.InertOutputs.enabled = True
 

@@ -31,7 +31,7 @@ REAL = Course.default()
 AID = "hw1_matrix_gradients"
 # correct answers graded in the same batch as the attacks (their kernels must be unharmed). Not the torch
 # assignments (hw3, hw5): a cold `import torch` under heavy load can outlast this batch's 10 s cell timeout.
-NEIGHBOURS = ("hw1_matrix_gradients", "hw4_low_rank", "hw6_randomized_low_rank")
+NEIGHBOURS = ("hw1_matrix_gradients", "hw2_backprop", "hw4_low_rank", "hw6_randomized_low_rank")
 FLAGGED = {"hostile_patch_checker": "tampering suspected", "hostile_input_transformer": "tampering suspected",
            "hostile_os_exit": "kernel died", "hostile_loop_in_function": "CallTimeout",
            "hostile_loop_top_level": "timed out",
@@ -61,6 +61,9 @@ def batch(tmp_path_factory):
     rel = nbutil.read_nb(REAL.release / AID / f"{AID}.ipynb")
     built = hostile.build(AID, source, rel, f"{AID}.ipynb", db_path=str(course.db_path),
                           solutions_path=str((REAL.source / AID / f"{AID}.ipynb").resolve()))
+    for aid in hostile.RULE_ATTACKS:   # the assignments' own rules, attacked in the kernel
+        built += hostile.rule_rows(aid, nbutil.read_nb(REAL.source / aid / f"{aid}.ipynb"),
+                                   nbutil.read_nb(REAL.release / aid / f"{aid}.ipynb"), f"{aid}.ipynb")
     correct = [s for aid in NEIGHBOURS
                for s in samples.build_course(course, assignments=[aid]) if s.name == "solution"]
     expected = samples.write(built + correct, course.submitted)
@@ -83,6 +86,22 @@ def test_each_submission_earns_exactly_its_expected_score(batch):
     got = {k: r.score for k, r in batch["results"].items()}
     want = {k: e["expected"] for k, e in batch["expected"].items()}
     assert got == want
+
+
+def test_rule_rows_lose_exactly_the_points_of_the_rule(batch):
+    """hw2's derive-by-hand (torch absent from the grading kernel) and no-overflow (warnings are errors
+    in the kernel during graded calls) rules, each attacked several ways: only the rule's test fails,
+    with the rule's own message."""
+    from sandboxgrader import hostile
+    for aid, rows in hostile.RULE_ATTACKS.items():
+        for name, (_, breaks, _note) in rows.items():
+            r = batch["results"][f"{aid}/sample-{name}"]
+            assert r.ok and set(breaks) == {g for g, (s, p) in r.cells.items() if s != p}, (name, r.cells)
+            nb = nbutil.read_nb(batch["course"].autograded / f"sample-{name}" / aid / f"{aid}.ipynb")
+            shown = json.dumps([c.get("outputs", []) for c in nb["cells"] if nbutil.grade_id(c) in breaks])
+            # the rule's message, or (torch imported at cell level) the cell that defined the answer failed
+            assert not breaks or any(w in shown for w in ("not available in this assignment", "without overflow",
+                                                          "is not defined")), (name, shown[:400])
 
 
 def test_correct_answers_keep_full_marks_beside_the_attacks(batch):

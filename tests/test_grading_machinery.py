@@ -2,11 +2,13 @@
 assignments: release, samples, one autograde batch with hostile submissions, feedback, grades, collect."""
 from __future__ import annotations
 
+import base64
 import copy
 import csv
 import io
 import json
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -49,7 +51,8 @@ def toy(released, tmp_path_factory):
     solution = nbutil.read_nb(course.submitted / "sample-solution" / TOY / "toy.ipynb")
 
     def hostile(student, cell, change):
-        nb = copy.deepcopy(solution)
+        path = course.submitted / student / TOY / "toy.ipynb"
+        nb = nbutil.read_nb(path) if path.exists() else copy.deepcopy(solution)   # changes accumulate
         for c in nb["cells"]:
             if nbutil.grade_id(c) == cell:
                 c["source"] = change(nbutil.src(c))
@@ -60,6 +63,12 @@ def toy(released, tmp_path_factory):
     hostile("x-stderr", "answer_hess", lambda s: s.replace(
         "return", "import sys\n    print('debug', file=sys.stderr)\n    return"))
     hostile("x-edited", "test_hess", lambda s: "pass  # the test, edited away by the student")
+    # records every input grad_f gets; a LATER answer cell prints them (hidden inputs must not be there)
+    hostile("x-spy", "answer_grad", lambda s: s + "\nSEEN = []\n_real = grad_f\n"
+            "def grad_f(A, x):\n    SEEN.append(np.asarray(A).tolist())\n    return _real(A, x)\n")
+    hostile("x-spy", "answer_hess", lambda s: s + "\nprint('SPY', SEEN)\n")
+    # output that runs script where it is rendered (formgrader, feedback, Lab): must arrive inert
+    hostile("x-xss", "answer_grad", lambda s: s + "\n" + XSS_CELL)
     nbutil.write_nb(course.submitted / "x-unknown" / "nope" / "nope.ipynb", solution)  # no such assignment
     malformed = copy.deepcopy(solution)   # hand-edited JSON: one bad file must not stop the class
     pasted = copy.deepcopy(next(c for c in malformed["cells"] if nbutil.grade_id(c) == "test_hess"))
@@ -72,12 +81,70 @@ def toy(released, tmp_path_factory):
                                                              "solution": False, "locked": False}}})
     nbutil.write_nb(course.submitted / "x-malformed" / TOY / "toy.ipynb", malformed)
     expected.update({"nope/x-unknown": {"expected": 0.0}, f"{TOY}/x-died": {"expected": TOTAL - 5}, f"{TOY}/x-loop": {"expected": TOTAL - 1}, f"{TOY}/x-edited": {"expected": TOTAL},
-                     f"{TOY}/x-stderr": {"expected": TOTAL}, f"{TOY}/x-malformed": {"expected": TOTAL}})
+                     f"{TOY}/x-stderr": {"expected": TOTAL}, f"{TOY}/x-malformed": {"expected": TOTAL},
+                     f"{TOY}/x-spy": {"expected": TOTAL}, f"{TOY}/x-xss": {"expected": TOTAL}})
     results = autograde.grade_submissions(course, course.submissions(), progress=False)
     fb = feedback.generate(course, course.submissions(), progress=False)
     reports = grades.export(course)
     return dict(course=course, expected=expected, results={r.key: r for r in results},
                 feedback={f"{f.assignment}/{f.student}": f for f in fb}, reports=reports)
+
+
+XSS = '<img src="data:," onerror="document.title=\'pwned\'">'
+XSS_CELL = f"""
+from IPython.display import display, HTML, Javascript, Markdown, SVG
+display(HTML({XSS!r}))
+display(Javascript("document.title = 'pwned'"))
+display(Markdown({XSS!r}))
+display({{"image/svg+xml": '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+         "application/vnd.jupyter.widget-view+json": {{"model_id": "x", "version_major": 2, "version_minor": 0}},
+         "image/png": "PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+         "text/plain": "fine"}}, raw=True)
+print({XSS!r})
+"""
+SAFE_MIME = {"text/plain", "image/png", "image/jpeg", "image/gif"}
+
+
+def test_hidden_inputs_never_reach_a_student_cell(toy):
+    """Hidden tests run after the last student cell: a later cell that prints every input grad_f saw
+    shows only the visible test's inputs (np.eye(3) and triu(ones) are the hidden ones)."""
+    assert toy["results"][f"{TOY}/x-spy"].score == TOTAL
+    nb = nbutil.read_nb(toy["course"].autograded / "x-spy" / TOY / "toy.ipynb")
+    printed = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
+    assert "SPY [[[" in printed, printed[:500]
+    assert "[1.0, 0.0, 0.0]" not in printed and "[1.0, 1.0, 1.0]" not in printed, printed[:500]
+
+
+def test_student_output_is_inert_in_the_graded_notebook_and_the_feedback(toy):
+    """HTML, JavaScript, markdown, SVG, widget views and a PNG that is not a PNG are removed (a note
+    says so); text is kept and rendered escaped; the feedback page runs no script at all."""
+    assert toy["results"][f"{TOY}/x-xss"].score == TOTAL
+    nb = nbutil.read_nb(toy["course"].autograded / "x-xss" / TOY / "toy.ipynb")
+    outs = [o for c in nb["cells"] for o in c.get("outputs", [])]
+    mimes = {m for o in outs for m in o.get("data", {})}
+    assert mimes <= SAFE_MIME, mimes
+    notes = "".join(str(o.get("data", {}).get("text/plain", "")) for o in outs)
+    assert "removed output of type text/html" in notes and "application/javascript" in notes
+    assert "image/png" in notes and "image/svg+xml" in notes   # the fake PNG is named as removed
+    for key, f in toy["feedback"].items():
+        if f.ok:
+            html = Path(f.pages[0]).read_text()
+            assert "<script" not in html.lower() and "Content-Security-Policy" in html, key
+    html = Path(toy["feedback"][f"{TOY}/x-xss"].pages[0]).read_text()
+    assert "onerror" in html and not re.search(r"<img[^>]*onerror", html, re.I)
+
+
+def test_nbgraders_own_autograde_refuses_and_keeps_the_sandboxed_results(toy):
+    """Formgrader's Autograde button and `nbgrader autograde` run nbgrader's Autograde with the course
+    config: it refuses before any student code runs or any file is removed."""
+    from nbgrader.converters import Autograde
+    from coursegrader.nbg import run
+    course = toy["course"]
+    graded = course.autograded / "sample-solution" / TOY / "toy.ipynb"
+    before = graded.read_bytes()
+    r = run(course, Autograde, TOY, "sample-solution", force=True, create_student=True)
+    assert not r.success and "make autograde" in (r.error + r.log), (r.error, r.log)
+    assert graded.read_bytes() == before
 
 
 def test_release_is_deterministic_and_clean(released, tmp_path):
@@ -179,6 +246,14 @@ def test_feedback_guard_deletes_a_leaking_page():
     page = f"<pre><span>{HIDDEN_MARK}</span> <span>=</span> np.eye(3)\nreturn (A + A.T) @ x</pre>"
     assert len(feedback.page_leaks(page, secret, student_text="")) == 2
     assert feedback.page_leaks(page, secret, student_text=f"{HIDDEN_MARK} = np.eye(3)\nreturn (A + A.T) @ x") == []
+    # fragments inside longer lines, in a script, in an attribute, base64- or hex-encoded, as a repr
+    lam = "f = lambda W, b: ad.sum(ad.log(1.0 + ad.exp(X @ W + b)))"
+    secret = {"hidden": {lam}, "solution": set(), "public": "f = lambda x: ad.sum(x)"}
+    for page in [f"<pre>funcs = [{lam}, 3]</pre>", f"<script>var s = {json.dumps(lam)};</script>",
+                 f'<div title="{lam}"></div>', f"<pre>{base64.b64encode(lam.encode()).decode()}</pre>",
+                 f"<pre>{lam.encode().hex()}</pre>", f"<pre>{repr(chr(10) + lam + chr(10))}</pre>"]:
+        assert feedback.page_leaks(page, secret, student_text=""), page
+    assert feedback.page_leaks("<pre>f = lambda x: ad.sum(x)</pre>", secret, student_text="") == []
 
 
 def test_grade_reports(toy):

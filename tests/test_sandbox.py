@@ -82,6 +82,57 @@ def test_reply_text_must_be_a_string_literal():
         wire.parse_reply_text(repr("x" * 200), 100)
 
 
+# ------------------------------------------------------------------------- markers, inert output, messages
+
+@pytest.mark.parametrize("hashes", ["#", "##", "###", "####", "#####"])
+def test_hidden_markers_follow_nbgraders_rule_for_any_number_of_hashes(hashes):
+    """nbgrader strips a region whose marker line merely CONTAINS the delimiter; so does the grader."""
+    from nbgrader.preprocessors import ClearHiddenTests
+    from nbformat.v4 import new_code_cell
+    from sandboxgrader import markers, runner
+    source = (f"x = 1\nassert f(x) == 1\n{hashes} BEGIN HIDDEN TESTS\nassert f(SECRET) == 2\n"
+              f"{hashes} END HIDDEN TESTS\nprint('ok')")
+    visible = runner.visible_part(source)
+    assert "SECRET" not in visible and "BEGIN" not in visible and "print('ok')" in visible
+    cell = new_code_cell(source, metadata={"nbgrader": {"grade": True, "solution": False, "grade_id": "t",
+                                                        "locked": True, "points": 1, "schema_version": 3}})
+    ClearHiddenTests().preprocess_cell(cell, {}, 0)
+    assert cell.source.strip() == visible.strip()          # one rule: the release's and the grader's
+    tail = f"x = 1\n{hashes} BEGIN HIDDEN TESTS\nassert f(SECRET) == 2\n{hashes} END HIDDEN TESTS\n"
+    assert markers.hidden_tail(tail).strip() == "assert f(SECRET) == 2"
+    sol = f"def f(x):\n    {hashes} BEGIN SOLUTION\n    return x\n    {hashes} END SOLUTION\n"
+    assert "return x" not in runner.stub_of(sol) and "    raise NotImplementedError()" in runner.stub_of(sol)
+    assert markers.regions(sol, markers.BEGIN_SOLUTION, markers.END_SOLUTION)[0] == ["    return x"]
+
+
+def test_inert_keeps_text_and_real_images_only():
+    from sandboxgrader import inert
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(20)).decode()
+    fake = base64.b64encode(b"<svg onload=alert(1)>").decode()
+    out = inert.output({"output_type": "display_data", "metadata": {"isolated": False},
+                        "data": {"text/html": "<img src=x onerror=alert(1)>", "application/javascript": "alert(1)",
+                                 "image/svg+xml": "<svg><script>alert(1)</script></svg>", "image/png": png,
+                                 "image/jpeg": fake, "text/markdown": "<script>", "text/plain": "ok",
+                                 "application/vnd.jupyter.widget-view+json": {"model_id": "m"}}})
+    assert set(out["data"]) == {"text/plain", "image/png"} and out["metadata"] == {}
+    assert out["data"]["text/plain"].startswith("ok\n[the grader removed")
+    assert "image/jpeg" in out["data"]["text/plain"] and "text/html" in out["data"]["text/plain"]
+    assert inert.output({"output_type": "stream", "name": "stdout", "text": ["<b>", "x"]})["text"] == "<b>x"
+    md = inert.markdown('<img src=x onerror=alert(1)> ![t](http://127.0.0.1:1/x) [a](javascript:alert(1)) a & b')
+    assert "<" not in md and "![" not in md and "javascript:" not in md and "&amp;" in md
+
+
+def test_hidden_failures_name_the_check_but_not_its_values():
+    from sandboxgrader.runner import hidden_message
+    try:
+        np.testing.assert_allclose(np.array([1.0, 2.0]), np.array([1.0, 2.5]), rtol=1e-9, err_msg="hvp of a cubic")
+    except AssertionError as exc:
+        msg = hidden_message(f"AssertionError: {exc}", "t10-test")
+    assert "hvp of a cubic" in msg and "t10-test" in msg and "2.5" not in msg and "Max" not in msg
+    msg = hidden_message("AssertionError: f(0.8, -3): y = 0.123, expected 0.5e-3 (shape (3, 4))", "a1")
+    assert "0.8" not in msg and "0.5e-3" not in msg and "0.123" not in msg and "expected" in msg
+
+
 # ------------------------------------------------------------------------- the sandbox itself
 
 @pytest.fixture(scope="module")
@@ -105,6 +156,27 @@ def test_kernel_runs_as_unprivileged_uid_without_the_repo(session):
     uid, cwd, solutions, grading = out.split()
     assert int(uid) >= 61000 and cwd == "/home/student"
     assert (solutions, grading) == ("False", "False")
+
+
+@needs_sandbox
+def test_kernel_sees_no_host_configuration_and_no_host_path(session):
+    """Only the files of /etc that programs need (passwd naming the kernel alone); the venv as
+    /opt/venv and the course package as /opt/course, so neither the interpreter, sys.path, the
+    environment nor /proc/1/cmdline (bwrap reads its mounts from a file descriptor) names the repo."""
+    from sandboxgrader.kernel import ETC_NEEDED
+    out = run_ok(session, "import os, sys, json, gradcheck\n"
+                          "probe = [sys.executable, sys.prefix, repr(sys.path), gradcheck.__file__, repr(dict(os.environ)),"
+                          " open('/proc/1/cmdline', 'rb').read().decode(), open('/proc/self/cmdline', 'rb').read().decode(),"
+                          " open(sys.prefix + '/pyvenv.cfg').read(), repr(os.listdir(sys.prefix + '/bin'))]\n"
+                          "print(json.dumps({'etc': sorted(os.listdir('/etc')), 'passwd': open('/etc/passwd').read(),"
+                          " 'probe': probe}))")
+    seen = __import__("json").loads(out)
+    assert set(seen["etc"]) <= set(ETC_NEEDED) | {"passwd", "group"}, seen["etc"]
+    assert "hostname" not in seen["etc"] and "shadow" not in seen["etc"]
+    assert len(seen["passwd"].strip().splitlines()) == 2 and "student" in seen["passwd"]
+    for text in seen["probe"]:
+        assert str(ROOT) not in text and "/.venv" not in text, text[:300]
+    assert "--ro-bind" not in seen["probe"][5]
 
 
 @needs_sandbox

@@ -7,8 +7,8 @@ import re
 import tempfile
 from pathlib import Path
 
-BEGIN_SOLUTION, END_SOLUTION = "BEGIN SOLUTION", "END SOLUTION"
-BEGIN_HIDDEN, END_HIDDEN = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"
+from sandboxgrader.markers import (BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN,  # noqa: F401 (one parser)
+                                   END_SOLUTION, regions)
 # lines so generic that they may appear in a release legitimately (stubs, punctuation, `return x`)
 TRIVIAL = re.compile(r"^(.{0,7}|pass|return \w+|raise NotImplementedError(\(\))?|# YOUR CODE HERE|YOUR ANSWER HERE"
                      r"|[\[\](){}:,.\s]*|else:|try:|finally:|[\"']{3})$")
@@ -80,19 +80,6 @@ def points(cell: dict) -> float:
         return float(meta(cell).get("points", 0) or 0)
     except (TypeError, ValueError):
         return 0.0
-
-
-def regions(text: str, begin: str, end: str) -> tuple[list[str], list[str]]:
-    """(lines inside begin/end regions, lines outside them); the marker lines are in neither."""
-    inside, outside, on = [], [], False
-    for line in text.split("\n"):
-        if begin in line:
-            on = True
-        elif end in line:
-            on = False
-        else:
-            (inside if on else outside).append(line)
-    return inside, outside
 
 
 def drop_markers(text: str) -> str:

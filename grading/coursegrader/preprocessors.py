@@ -10,6 +10,11 @@ Referenced by name from grading/nbgrader_config.py, so the plain `nbgrader` CLI 
   back from the gradebook (hidden part included) where the release had it, and run.
 - ShortTracebacks (feedback): tracebacks quote the frames of hidden tests even after
   ClearHiddenTests; every error is reduced to `ename: evalue`.
+- RefuseUnsandboxed (autograde's exporter): formgrader's Autograde button and `nbgrader autograde` would run the
+  student's notebook unsandboxed, as the server's user, with solutions/ and the gradebook in reach.
+  They refuse with a message pointing at `make autograde` (the sandboxed grader writes what
+  formgrader then shows); `--RefuseUnsandboxed.allow=True` is the explicit, trusted-code-only escape.
+- InertOutputs (feedback): only text and verified images of any graded notebook reach a page.
 - kernel_arguments(): the grading kernel writes warnings to stdout (nbgrader scores a test cell with
   ANY stderr as 0, so a correct answer that calls `warnings.warn` would lose the points).
 """
@@ -19,12 +24,15 @@ import json
 import os
 import re
 
+from nbconvert.exporters import NotebookExporter
 from nbformat.notebooknode import from_dict
-from traitlets import Integer, Unicode
+from traitlets import Bool, Integer, Unicode
 
 from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor
+from sandboxgrader import inert
+from sandboxgrader.markers import without_hidden
 
 RESTORED_NOTE = "# (restored by the grader: this test cell was missing from the submission)\n"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -111,18 +119,6 @@ def _release_path(preprocessor, assignment_id: str, notebook_id: str) -> str | N
     return None
 
 
-def _strip_hidden(source: str) -> str:
-    out, hidden = [], False
-    for line in source.split("\n"):
-        if "BEGIN HIDDEN TESTS" in line:
-            hidden = True
-        elif "END HIDDEN TESTS" in line:
-            hidden = False
-        elif not hidden:
-            out.append(line)
-    return "\n".join(out)
-
-
 class RestoreMissingTests(NbGraderPreprocessor):
     """Put deleted test cells back (position from the release, source from the gradebook)."""
 
@@ -141,7 +137,7 @@ class RestoreMissingTests(NbGraderPreprocessor):
             missing.sort(key=lambda k: order.index(k) if k in order else len(order))
             for gid in missing:
                 src = sources[gid]
-                cell = self._matching_plain_cell(nb, _strip_hidden(src.source))
+                cell = self._matching_plain_cell(nb, without_hidden(src.source))
                 if cell is None:
                     cell = from_dict({"cell_type": "code", "execution_count": None, "outputs": [],
                                       "id": ("restored-" + re.sub(r"[^A-Za-z0-9_-]", "-", gid))[:64],
@@ -210,4 +206,33 @@ class ShortTracebacks(NbGraderPreprocessor):
             line = f"{out.get('ename', 'Error')}: {value}" if value else str(out.get("ename", "Error"))
             out["evalue"] = value
             out["traceback"] = [line + self.note]
+        return cell, resources
+
+
+UNSANDBOXED = (
+    "refused: nbgrader's own autograde (formgrader's Autograde button, `nbgrader autograde`) would run "
+    "the student's code unsandboxed, as the server's user, with solutions/ and the gradebook in reach. "
+    "Grade with the course's sandboxed grader instead: `make autograde` (or `make autograde "
+    "ASSIGNMENT=<id>`) from the repository root; formgrader then shows its results. Only for code "
+    "you trust: --RefuseUnsandboxed.allow=True.")
+
+
+class RefuseUnsandboxed(NotebookExporter):
+    """Autograde's exporter (``c.Autograde.exporter_class``): built when the converter starts, before
+    nbgrader removes any earlier autograded folder or runs anything, so a refusal loses nothing."""
+
+    allow = Bool(False, help="run nbgrader's unsandboxed autograde anyway (trusted code only)").tag(config=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.allow:
+            raise RuntimeError(UNSANDBOXED)
+
+
+class InertOutputs(NbGraderPreprocessor):
+    """Every output reduced to plain text and verified images (see sandboxgrader/inert.py)."""
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type == "code":
+            cell.outputs = [from_dict(o) for o in inert.outputs(cell.get("outputs"))]
         return cell, resources

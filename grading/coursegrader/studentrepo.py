@@ -117,7 +117,7 @@ def scan(course: Course, tree: Path) -> list[str]:
         except (UnicodeDecodeError, OSError):
             continue
         tooling = p.suffix == ".py" and parts[0] in ("scripts", "utils")  # may name the markers
-        for marker in ("### " + nbutil.BEGIN_SOLUTION, "### " + nbutil.BEGIN_HIDDEN):
+        for marker in (nbutil.BEGIN_SOLUTION, nbutil.BEGIN_HIDDEN):   # any number of #, as nbgrader
             if marker in text and not tooling:
                 problems.append(f"{rel}: contains '{marker}'")
         if parts[0] == "assignments" and len(parts) >= 3 and p.suffix == ".ipynb":

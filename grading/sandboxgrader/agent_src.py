@@ -131,7 +131,16 @@ def __sg_install__(SG_SOCKET):
                 target = dec(req["target"])
                 args = [dec(a) for a in req["args"]]
                 kwargs = {k: dec(a) for k, a in req["kwargs"]}
-                r = enc(target(*args, **kwargs))
+                strict = [getattr(builtins, c) for c in req.get("warnings_error", ())
+                          if c in ("RuntimeWarning", "UserWarning", "DeprecationWarning", "FutureWarning", "Warning")]
+                if strict:   # the test treats these warnings as errors: so does the kernel, during this call
+                    import warnings
+                    with warnings.catch_warnings(), np.errstate(over="warn", divide="warn", invalid="warn", under="ignore"):
+                        for category in strict:
+                            warnings.simplefilter("error", category)
+                        r = enc(target(*args, **kwargs))
+                else:
+                    r = enc(target(*args, **kwargs))
             elif op == "getattr":
                 r = enc(getattr(dec(req["target"]), req["attr"]))
             elif op == "getitem":

@@ -56,10 +56,10 @@ def _failure(job: Job, message: str, seconds: float = 0.0) -> dict:
             "score": 0.0, "max_score": 0.0, "error": message}
 
 
-def _session(slot: int, options: Options):
+def _session(slot: int, options: Options, hidden: tuple = ()):
     from .kernel import Limits
     from .session import Session
-    return Session(slot, limits=Limits(**options.limits), unsafe=options.unsafe)
+    return Session(slot, limits=Limits(**options.limits), unsafe=options.unsafe, hidden_modules=hidden)
 
 
 def read_submission(path: str):
@@ -99,12 +99,17 @@ def _grade_one(job: Job, options: Options, state: dict) -> dict:
     session = state.pop("pending")
     t0 = time.monotonic()
     try:
+        source = nbformat.read(job.source_path, as_version=4)
+        hidden = hidden_modules(source)
+        if hidden != session.hidden_modules:   # the pre-launched kernel was built for other rules
+            session.shutdown()
+            session = _session(session.slot, options, hidden).launch()
+        state["hidden"] = hidden
         if job.files:
             session.add_files(job.files)
         session.start()
         state["turn"] = 1 - state["turn"]
-        state["pending"] = _session(state["slots"][state["turn"]], options).launch()  # boots now
-        source = nbformat.read(job.source_path, as_version=4)
+        state["pending"] = _session(state["slots"][state["turn"]], options, hidden).launch()  # boots now
         submission, bad = read_submission(job.submission_path)
         res = grade(session, source, submission, student=job.student, assignment=job.assignment,
                     notebook=job.notebook, cell_timeout=options.cell_timeout, call_timeout=options.call_timeout,
@@ -118,8 +123,15 @@ def _grade_one(job: Job, options: Options, state: dict) -> dict:
     finally:
         session.shutdown()
     if "pending" not in state:
-        state["pending"] = _session(state["slots"][state["turn"]], options).launch()
+        state["pending"] = _session(state["slots"][state["turn"]], options, state.get("hidden", ())).launch()
     return out
+
+
+def hidden_modules(source_nb) -> tuple:
+    """Modules the assignment's rules keep out of the student's kernel: the trusted source notebook's
+    ``metadata.sandboxgrader.unavailable_modules`` (e.g. torch where gradients are derived by hand)."""
+    names = (source_nb.metadata.get("sandboxgrader") or {}).get("unavailable_modules") or []
+    return tuple(sorted(str(n) for n in names if str(n).isidentifier()))
 
 
 def worker_main(index: int, options: Options) -> None:

@@ -180,3 +180,108 @@ def build(assignment: str, source_nb: dict, release_nb: dict, nb_name: str, *, d
         out.append(Sample(assignment, "hostile_test_cells", {nb_name: edited}, total, [],
                           "test cells deleted, metadata stripped, edited, points changed (restored and run)"))
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# The assignments' own rules, attacked where the student's code runs (the kernel). Each row replaces
+# answer cells; ``breaks`` are the test cells whose points the attack must lose.
+
+_TORCH_ADJOINTS = '''
+    v = {k: torch.tensor(float(val), dtype=torch.float64, requires_grad=True) for k, val in zip("wbxt", (w, b, x, t))}
+    z = v["w"] * v["x"] + v["b"]
+    y = torch.sigmoid(z)
+    L, R = 0.5 * (y - v["t"]) ** 2, 0.5 * v["w"] ** 2
+    for n in (z, y, L, R):
+        n.retain_grad()
+    (L + lam * R).backward()
+    return {"loss_bar": 1.0, "L_bar": 1.0, "R_bar": lam, "y_bar": y.grad.item(), "z_bar": z.grad.item(),
+            "w_bar": v["w"].grad.item(), "b_bar": v["b"].grad.item(), "x_bar": v["x"].grad.item(),
+            "t_bar": v["t"].grad.item()}
+'''
+
+
+def _by_torch(header: str, get_torch: str) -> str:
+    """backward_univariate computed by torch.autograd, torch reached by ``get_torch``."""
+    return (header + "\n\ndef _adjoints(w, b, x, t, lam):\n" + textwrap.indent(get_torch, "    ") + "\n"
+            + _TORCH_ADJOINTS + "\n\ndef backward_univariate(w, b, x, t, lam):\n    return _adjoints(w, b, x, t, lam)\n")
+
+
+_NAIVE_GRAD = '''
+def logreg_grad(w, b, X, t, lam):
+    z = X @ w + b
+    y = {sigmoid}
+    z_bar = (y - t) / X.shape[0]
+    return X.T @ z_bar + lam * w, float(np.sum(z_bar))
+'''
+
+RULE_ATTACKS = {
+    "hw2_backprop": {
+        # derive by hand: the grading kernel has no torch at all (its files are not in the sandbox)
+        "hw2_autograd_in_helper": ({"a2-sol": _by_torch("", "import torch")}, ["a2-test"],
+                                   "adjoints by torch.autograd inside a helper (was 20/20)"),
+        "hw2_real_engine": ({"a2-sol": _by_torch(
+            "import torch\nfrom torch.autograd.variable import Variable\n_engine = Variable._execution_engine",
+            "pass")}, ["a2-test"], "torch imported at cell level, the real autograd engine kept aside (was 20/20)"),
+        "hw2_importlib": ({"a2-sol": _by_torch("import importlib", 'torch = importlib.import_module("tor" + "ch")')},
+                          ["a2-test"], "torch imported by importlib under a built name"),
+        "hw2_meta_path": ({"a2-sol": _by_torch("import sys", 'sys.meta_path[:] = [f for f in sys.meta_path if '
+                                               'getattr(f, "__name__", "") in ("BuiltinImporter", "PathFinder")]\n'
+                                               'sys.modules.pop("torch", None)\ntorch = __import__("torch")')},
+                          ["a2-test"], "import machinery stripped to the plain path finder, then __import__"),
+        "hw2_subprocess": ({"a2-sol": "import json, subprocess, sys\n_SCRIPT = " + repr(
+            "import json, torch\ndef f(w, b, x, t, lam):\n" + _TORCH_ADJOINTS + "\nprint(json.dumps(f(*%r)))\n") + '''
+
+
+def backward_univariate(w, b, x, t, lam):
+    out = subprocess.run([sys.executable, "-c", _SCRIPT % ((w, b, x, t, lam),)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-300:]
+    return json.loads(out.stdout)
+'''}, ["a2-test"], "torch run in a child Python process"),
+        "hw2_torch_func_mlp": ({"c2-sol": '''
+def mlp_backward(W1, b1, W2, b2, X, y):
+    import torch, torch.func
+    def loss(p):
+        S = torch.tanh(torch.tensor(X) @ p[0] + p[1]) @ p[2] + p[3]
+        return torch.nn.functional.cross_entropy(S, torch.tensor(y))
+    g = torch.func.grad(loss)([torch.tensor(a) for a in (W1, b1, W2, b2)])
+    return tuple(a.numpy() for a in g)
+'''}, ["c2-test"], "mlp gradients by torch.func.grad"),
+        # no overflow warnings: warnings are errors inside the kernel during the graded calls
+        "hw2_naive_sigmoid": ({"b2-sol": _NAIVE_GRAD.format(sigmoid="1.0 / (1.0 + np.exp(-z))")}, ["b2-test"],
+                              "sigmoid that overflows for large logits (was 20/20)"),
+        "hw2_sigmoid_helper": ({"b2-sol": "_SIG = {'f': lambda z: 1.0 / (1.0 + np.exp(-z))}\n"
+                                + _NAIVE_GRAD.format(sigmoid="_SIG['f'](z)")}, ["b2-test"],
+                               "the overflowing sigmoid hidden in a dict of helpers"),
+        "hw2_sigmoid_power": ({"b2-sol": _NAIVE_GRAD.format(sigmoid="np.reciprocal(1.0 + np.power(np.e, -z))")},
+                              ["b2-test"], "overflow through np.power(e, -z)"),
+        "hw2_seterr_in_cell": ({"b2-sol": "np.seterr(all='ignore')\nimport warnings\nwarnings.filterwarnings('ignore')\n"
+                                + _NAIVE_GRAD.format(sigmoid="1.0 / (1.0 + np.exp(-z))")}, ["b2-test"],
+                               "numpy errors and warnings silenced for the whole kernel, then the naive sigmoid"),
+    },
+}
+
+
+def rule_rows(assignment: str, source_nb: dict, release_nb: dict, nb_name: str) -> list[Sample]:
+    """The rows of RULE_ATTACKS for one assignment, each with its expected score."""
+    filled = answers(source_nb)
+    pts = test_points(source_nb)
+    out = []
+    for name, (changes, breaks, note) in RULE_ATTACKS.get(assignment, {}).items():
+        changes = dict(changes)
+        end = changes.pop("end", None)    # a student cell after the last cell of the notebook
+        answers_now = dict(filled)
+        for gid, code in changes.items():  # "<grade_id>+" appends to the solution, else replaces it
+            base = gid.rstrip("+")
+            if base not in filled:
+                raise KeyError(f"{name}: no answer cell {base!r} in {assignment}")
+            code = textwrap.dedent(code).strip("\n") + "\n"
+            answers_now[base] = filled[base].rstrip("\n") + "\n" + code if gid.endswith("+") else code
+        if set(breaks) - set(pts):
+            raise KeyError(f"{name}: no test cell {sorted(set(breaks) - set(pts))} in {assignment}")
+        nb = fill(release_nb, answers_now)
+        if end:
+            nb["cells"].append({"cell_type": "code", "execution_count": None, "id": "student-end", "metadata": {},
+                                "outputs": [], "source": end})
+        out.append(Sample(assignment, name, {nb_name: nb}, sum(pts.values()) - sum(pts[b] for b in breaks),
+                          list(breaks), note))
+    return out

@@ -30,6 +30,8 @@ from jupyter_client.kernelspec import KernelSpec
 from . import seccomp
 from .cgroup import KernelCgroup
 
+BLOCKED = ("{name} is not available in this assignment's grading kernel: the task asks for it to be done "
+           "by hand (see the assignment's rules)")
 # A uid range nothing else uses: above normal users (<= 60000), systemd's DynamicUser range
 # (61184-65519), nobody (65534), shadow's default subordinate ranges (100000-600100000) and
 # systemd-nspawn's container ranges (524288-1879048191); below systemd's "foreign" range
@@ -215,24 +217,82 @@ def kill_uid(uid: int, wait: float = 30.0) -> bool:
         time.sleep(0.02)   # zombies: their (root) parent in the sandbox reaps them
 
 
-def _python_paths() -> list[str]:
-    """Directories the kernel's Python needs, read-only: the venv, its base installation, packages."""
-    paths = {sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))}
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        p = sysconfig.get_paths().get(key)
-        if p:
-            paths.add(p)
-    try:  # the course package may be an editable install pointing into the repo
+VENV_IN_SANDBOX = "/opt/venv"         # the host's venv, seen under a neutral name
+COURSE_IN_SANDBOX = "/opt/course"     # the course package when it is an editable install in the repo
+ETC_NEEDED = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "alternatives", "fonts")
+
+
+@dataclass
+class Layout:
+    """What of the host's Python the kernel sees, and where (no path of the repo or of the venv)."""
+
+    binds: list            # (host path, sandbox path), read-only
+    blank: list            # sandbox paths of files hidden behind an empty file (they name host paths)
+    python: str            # the interpreter, as the kernel calls it
+    pythonpath: str
+    venv_cfg: str | None   # pyvenv.cfg without the line that names the host venv
+
+
+def _under(p: str, root: str) -> bool:
+    return p == root or p.startswith(root + os.sep)
+
+
+def sandbox_path(p: str) -> str:
+    """Where a host file of the Python installation appears in the sandbox."""
+    p = os.path.realpath(p)
+    venv = os.path.realpath(sys.prefix) if sys.prefix != sys.base_prefix else None
+    return VENV_IN_SANDBOX + p[len(venv):] if venv and _under(p, venv) else p
+
+
+def module_location(name: str) -> str | None:
+    """The host folder (package) or file (module) of a top-level module, without importing it."""
+    import importlib.util
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        return None
+    if spec.submodule_search_locations:
+        return list(spec.submodule_search_locations)[0]
+    return spec.origin
+
+
+def python_layout() -> Layout:
+    base = os.path.realpath(sys.base_prefix)
+    binds, blank, pythonpath, venv_cfg = [(base, base)], [], "", None
+    venv = os.path.realpath(sys.prefix) if sys.prefix != sys.base_prefix else None
+    python = sys.executable
+
+    inside = sandbox_path
+    if venv:
+        binds.append((venv, VENV_IN_SANDBOX))
+        python = f"{VENV_IN_SANDBOX}/bin/python"
+        cfg = os.path.join(venv, "pyvenv.cfg")
+        if os.path.exists(cfg):
+            with open(cfg) as fh:
+                venv_cfg = "".join(line for line in fh if not line.startswith("command"))
+    for key in ("purelib", "platlib"):
+        sp = sysconfig.get_paths().get(key)
+        if not sp or not os.path.isdir(sp):
+            continue
+        sp = os.path.realpath(sp)
+        if not any(_under(sp, h) for h, _ in binds):
+            binds.append((sp, sp))
+        for name in sorted(os.listdir(sp)):   # editable installs point into the repo by absolute path
+            path = os.path.join(sp, name)
+            if name.startswith("__editable__"):
+                blank.append(inside(path))
+            elif name.endswith(".dist-info") and os.path.exists(os.path.join(path, "direct_url.json")):
+                with open(os.path.join(path, "direct_url.json")) as fh:
+                    if '"editable": true' in fh.read():
+                        blank.append(inside(os.path.join(path, "direct_url.json")))
+    try:  # the course package: an editable install lives in the repo, shown under a neutral name
         import gradcheck
-        paths.add(os.path.dirname(os.path.realpath(gradcheck.__file__)))
+        gdir = os.path.dirname(os.path.realpath(gradcheck.__file__))
+        if not any(_under(gdir, h) for h, _ in binds):
+            binds.append((gdir, f"{COURSE_IN_SANDBOX}/gradcheck"))
+            pythonpath = COURSE_IN_SANDBOX
     except ImportError:
         pass
-    out = []
-    for p in sorted(paths, key=len):
-        p = os.path.realpath(p)
-        if os.path.exists(p) and not any(p == q or p.startswith(q + os.sep) for q in out):
-            out.append(p)
-    return out
+    return Layout(binds, sorted(set(blank)), python, pythonpath, venv_cfg)
 
 
 def _parents(path: str) -> list[str]:
@@ -240,12 +300,25 @@ def _parents(path: str) -> list[str]:
     return [str(Path(*parts[:i])) for i in range(2, len(parts))]
 
 
-def bwrap_argv(uid: int, home: str, rundir: str, limits: Limits, python_cmd: list[str]) -> list[str]:
-    """The bubblewrap command line that runs ``python_cmd`` as ``uid`` with ``limits``."""
+def bwrap_argv(uid: int, home: str, rundir: str, limits: Limits, python_cmd: list[str],
+               files: str | None = None, hidden_modules: tuple = ()) -> list[str]:
+    """The bubblewrap command line that runs ``python_cmd`` as ``uid`` with ``limits``.
+
+    ``files`` is a folder of the kernel's own (passwd, group, pyvenv.cfg, an empty file): the kernel
+    sees a few files of ``/etc`` that programs need, not the host's configuration.
+    ``hidden_modules`` (e.g. ``("torch",)`` where answers must be derived by hand) do not exist in
+    the kernel: their folder is an empty tmpfs whose ``__init__.py`` raises ImportError -- no Python
+    trick inside the kernel can bring them back, as their files are not there.
+    """
+    layout = python_layout()
+    files = files or rundir
     argv = ["bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
             "--die-with-parent", "--new-session", "--hostname", "sandbox", "--clearenv"]
-    for d in ("/usr", "/etc"):
-        argv += ["--ro-bind", d, d]
+    argv += ["--ro-bind", "/usr", "/usr", "--perms", "0755", "--dir", "/etc"]
+    for name in ETC_NEEDED:
+        argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    for name in ("passwd", "group"):
+        argv += ["--ro-bind", os.path.join(files, name), f"/etc/{name}"]
     for link in ("/bin", "/sbin", "/lib", "/lib64"):
         if os.path.islink(link):
             argv += ["--symlink", os.readlink(link), link]
@@ -257,25 +330,51 @@ def bwrap_argv(uid: int, home: str, rundir: str, limits: Limits, python_cmd: lis
              "--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
     # bwrap makes missing parents 0700 (root only): create them traversable first
     made = set()
-    for p in _python_paths() + [rundir, "/home/student"]:
+    for p in [dest for _, dest in layout.binds] + [rundir, "/home/student"]:
         for parent in _parents(p):
             if parent not in made and parent not in ("/usr", "/etc", "/tmp"):
                 made.add(parent)
                 argv += ["--perms", "0755", "--dir", parent]
-    for p in _python_paths():
-        argv += ["--ro-bind", p, p]
+    for host, dest in layout.binds:
+        argv += ["--ro-bind", host, dest]
+    if layout.python.startswith(VENV_IN_SANDBOX + "/"):
+        # the venv's scripts name the host venv in their #! lines: only the interpreter is shown
+        argv += ["--perms", "0755", "--tmpfs", f"{VENV_IN_SANDBOX}/bin",
+                 "--symlink", os.path.realpath(sys.executable), f"{VENV_IN_SANDBOX}/bin/python",
+                 "--remount-ro", f"{VENV_IN_SANDBOX}/bin"]
+        if layout.venv_cfg is not None:
+            argv += ["--ro-bind", os.path.join(files, "pyvenv.cfg"), f"{VENV_IN_SANDBOX}/pyvenv.cfg"]
+    for path in layout.blank:
+        argv += ["--ro-bind", os.path.join(files, "empty"), path]
+    for name in hidden_modules:
+        where = module_location(name)
+        if where is None:
+            continue
+        blocked = os.path.join(files, f"blocked-{name}.py")
+        with open(blocked, "w") as fh:
+            fh.write(f"raise ImportError({BLOCKED.format(name=name)!r})\n")
+        os.chmod(blocked, 0o644)
+        if os.path.isdir(where):
+            dest = sandbox_path(where)
+            argv += ["--perms", "0755", "--tmpfs", dest, "--ro-bind", blocked, f"{dest}/__init__.py",
+                     "--remount-ro", dest]
+        else:
+            argv += ["--ro-bind", blocked, sandbox_path(where)]
     # home: a size-capped tmpfs (charged to the kernel's memory cgroup), never host disk
     argv += ["--size", str(limits.home_size), "--perms", "0777", "--tmpfs", "/home/student",
              "--bind", rundir, rundir, "--chdir", "/home/student"]
-    env = {"HOME": "/home/student", "PATH": f"{os.path.dirname(sys.executable)}:/usr/bin:/bin",
+    env = {"HOME": "/home/student", "PATH": f"{os.path.dirname(layout.python)}:/usr/bin:/bin",
            "PYTHONNOUSERSITE": "1", "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp/mpl", "LANG": "C.UTF-8",
            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "PYDEVD_DISABLE_FILE_VALIDATION": "1", "JUPYTER_PLATFORM_DIRS": "1"}
+           "PYDEVD_DISABLE_FILE_VALIDATION": "1", "JUPYTER_PLATFORM_DIRS": "1", "USER": "student"}
+    if layout.pythonpath:
+        env["PYTHONPATH"] = layout.pythonpath
     for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # set on some processors for correctness
         if key in os.environ:
             env[key] = os.environ[key]
     for k, v in env.items():
         argv += ["--setenv", k, v]
+    python_cmd = [layout.python if a == sys.executable else a for a in python_cmd]
     argv += ["--seccomp", "9", "--",
              "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
              "--inh-caps=-all", "--bounding-set=-all", "--",
@@ -283,6 +382,18 @@ def bwrap_argv(uid: int, home: str, rundir: str, limits: Limits, python_cmd: lis
              f"--nproc={limits.processes}", f"--nofile={limits.open_files}",
              f"--fsize={limits.file_size}", "--core=0", "--"] + python_cmd
     return argv
+
+
+def write_kernel_files(folder: str, uid: int) -> None:
+    """The few files the kernel gets instead of the host's: passwd and group naming only it, the
+    venv's pyvenv.cfg without the host path, an empty file to hide files that name host paths."""
+    layout = python_layout()
+    contents = {"passwd": f"root:x:0:0:root:/root:/usr/sbin/nologin\nstudent:x:{uid}:{uid}:student:/home/student:/bin/sh\n",
+                "group": f"root:x:0:\nstudent:x:{uid}:\n", "empty": "", "pyvenv.cfg": layout.venv_cfg or ""}
+    for name, text in contents.items():
+        with open(os.path.join(folder, name), "w") as fh:
+            fh.write(text)
+        os.chmod(os.path.join(folder, name), 0o644)
 
 
 @dataclass
@@ -293,6 +404,7 @@ class SandboxKernel:
     limits: Limits = field(default_factory=Limits)
     workroot: str = "/var/tmp/sandboxgrader"
     unsafe: bool = False   # no bubblewrap: student code runs as the grader's user (UNSAFE=1 only)
+    hidden_modules: tuple = ()   # modules that do not exist in this kernel (see bwrap_argv)
 
     def __post_init__(self):
         self.uid, self._uid_lock = (UID_BASE, None) if self.unsafe else acquire_uid()
@@ -336,11 +448,23 @@ class SandboxKernel:
             lim = self.limits
             argv = ["prlimit", f"--as={lim.address_space}", f"--cpu={lim.cpu_seconds}", "--core=0", "--"] + python_cmd
         else:
-            inner = bwrap_argv(self.uid, self.home, self.rundir, self.limits, python_cmd)
-            # sh joins the kernel's cgroup (its whole tree follows), keeps the BPF program open on
-            # fd 9 for bwrap's --seccomp 9, then becomes bwrap
+            files = os.path.join(self.base, "files")
+            os.makedirs(files, mode=0o755, exist_ok=True)
+            write_kernel_files(files, self.uid)
+            connection = os.path.join(self.rundir, "kernel.json")
+            inner = bwrap_argv(self.uid, self.home, self.rundir, self.limits,
+                               [connection if a == "{connection_file}" else a for a in python_cmd], files,
+                               tuple(self.hidden_modules))
+            # sh joins the kernel's cgroup (its whole tree follows), keeps the BPF program open on fd 9
+            # for bwrap's --seccomp 9, then becomes bwrap, which reads its options from fd 8: the
+            # sandbox's /proc/1/cmdline is `bwrap --args 8 ...`, not every host path it mounts (the
+            # command, with no host path in it, stays on the command line)
+            split = inner.index("--seccomp")
+            args_file = os.path.join(self.base, "bwrap.args")
+            with open(args_file, "wb") as fh:
+                fh.write(b"".join(a.encode() + b"\0" for a in inner[1:split]))
             argv = ["/bin/sh", "-c", 'for f in $SG_CGROUP_PROCS; do echo $$ > "$f" || exit 97; done; '
-                    'exec 9<"$0"; exec "$@"', self.bpf] + inner
+                    'exec 9<"$0" 8<"$1"; shift 2; exec bwrap --args 8 "$@"', self.bpf, args_file, "x"] + inner[split:]
         km = KernelManager(transport="ipc", connection_file=os.path.join(self.rundir, "kernel.json"))
         # every socket of ours refuses a message above the cap (the peer is disconnected, the
         # message dropped unread): a kernel cannot make the grader hold gigabytes

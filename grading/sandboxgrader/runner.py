@@ -18,12 +18,9 @@ from dataclasses import dataclass, field
 import nbformat
 from nbgrader.utils import compute_checksum
 
+from . import inert, markers
 from .session import CellRun, Session
 from .trusted import TrustedRunner
-
-HIDDEN = re.compile(r"^\s*###\s*BEGIN HIDDEN TESTS\s*$(.*?)^\s*###\s*END HIDDEN TESTS\s*$\n?", re.M | re.S | re.I)
-SOLUTION = re.compile(r"^([ \t]*)###\s*BEGIN SOLUTION\s*$.*?^\s*###\s*END SOLUTION\s*$", re.M | re.S | re.I)
-
 
 def nbmeta(cell) -> dict:
     m = cell.get("metadata")
@@ -41,21 +38,38 @@ def is_answer(cell) -> bool:
 
 
 def visible_part(source: str) -> str:
-    """A test cell as students see it: hidden tests removed (as nbgrader's ClearHiddenTests does)."""
-    return HIDDEN.sub("", source)
-
-
-def hidden_tail(source: str) -> str | None:
-    """When all hidden tests come after the visible ones, the hidden block alone (else None)."""
-    blocks = list(HIDDEN.finditer(source))
-    if len(blocks) == 1 and not source[blocks[0].end():].strip():
-        return blocks[0].group(1)
-    return None
+    """A test cell as students see it: hidden tests removed (by nbgrader's own marker rule)."""
+    return markers.without_hidden(source)
 
 
 def stub_of(source: str) -> str:
     """An answer cell as released: the solution replaced by the stub."""
-    return SOLUTION.sub(lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}raise NotImplementedError()", source)
+    return markers.replace_solutions(source, "# YOUR CODE HERE\nraise NotImplementedError()")
+
+
+_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?![\w.])|\b(?:nan|inf)\b")
+# numpy's assertion messages print both arrays and their differences after these lines
+_NUMPY_DETAIL = re.compile(r"^\s*(Mismatched elements|Max absolute difference|Max relative difference|x:|y:|"
+                           r"ACTUAL:|DESIRED:|\(shapes|x and y nan location mismatch)", re.M)
+
+
+def visible_message(err: str) -> str:
+    """A visible test's error, as it was (its inputs are in the release), capped."""
+    return err[:4000]
+
+
+def hidden_message(err: str, grade_id: str) -> str:
+    """A hidden test's error without what it knows: numpy's array dumps cut, every number masked.
+
+    The message still says which check failed (its own words), so a student can act on it; the
+    expected values, the hidden inputs and anything a student function returned stay in the grader.
+    """
+    ename, _, evalue = err.partition(": ")
+    m = _NUMPY_DETAIL.search(evalue)
+    if m:
+        evalue = evalue[:m.start()]
+    evalue = _NUMBER.sub("…", " ".join(evalue.split()))[:300]
+    return f"{ename or 'Error'}: a hidden test of {grade_id} failed: {evalue or ename}"
 
 
 def src(cell) -> str:
@@ -140,9 +154,8 @@ def merge(source_nb, submission_nb, flags: list):
             elif isinstance(gid, str):
                 flags.append(f"unknown grade_id {gid!r}: runs as an ordinary cell")
             if cell["cell_type"] == "code":
-                extra = copy.deepcopy(cell)
+                extra = nbformat.v4.new_code_cell(src(cell))
                 extra["id"] = f"student-{n}"
-                extra.metadata.pop("nbgrader", None)
                 extra.metadata["student_cell"] = True   # student code: runs only in the sandbox
                 extras.setdefault(anchor, []).append(extra)
     cells = list(extras[None])
@@ -203,6 +216,7 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
     count = 0
     generation = [session.restarts]
     cell_seconds = [0.0]
+    pending: list = []   # test cells: [cell, notebook passed, visible verdict, error, seconds, grader names]
 
     def spent() -> float:
         """Time the submission's code took: its cells and the grader's calls into it (not restarts,
@@ -275,25 +289,44 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
                 trusted.budget = None if budget is None else budget - spent()
                 trusted.run(full, f"instructor {meta.get('grade_id', count)}")
             continue
-        # the trusted verdict: visible tests, then hidden ones, in the grader
+        # the trusted verdict of the visible tests, in the grader, where the notebook stands
         ensure_alive()
         t1 = time.monotonic()
         trusted.budget = None if budget is None else budget - spent()
-        ok_visible, out_visible, err = trusted.run(code, f"test {meta['grade_id']}")
+        ok_visible, _, err = trusted.run(code, f"test {meta['grade_id']}")
+        pending.append([cell, run.status == "ok", ok_visible, err, time.monotonic() - t1,
+                        trusted.snapshot() if ok_visible and full != code else None])
+    # Hidden tests only after the last student cell: no student cell can see what they passed in, and
+    # nothing the kernel prints from here on is shown (calls print into the agent's sink).
+    for item in pending:
+        cell, notebook_passed, ok_visible, err, seconds, snapshot = item
+        meta, full = nbmeta(cell), src(cell)
         ok = ok_visible
-        if ok_visible and full != code:
-            tail = hidden_tail(full)
+        why = exhausted() if snapshot is not None else ""
+        if why:
+            if not res.error:
+                res.error = f"{why} before the hidden tests: not graded"
+                res.flags.insert(0, res.error)
+            ok, err = False, f"not run: {why}"
+        elif snapshot is not None:   # the grader's names as they were after this cell's visible tests
+            trusted.restore(snapshot)
+            tail = markers.hidden_tail(full)
             ensure_alive()
+            t1 = time.monotonic()
             trusted.budget = None if budget is None else budget - spent()
-            ok, _, err = trusted.run(tail if tail is not None else full, f"hidden {meta['grade_id']}")
+            ok, _, hidden_err = trusted.run(tail if tail is not None else full, f"hidden {meta['grade_id']}")
+            seconds += time.monotonic() - t1
+            if not ok:
+                err = hidden_err
         points = float(meta.get("points", 0) or 0)
         if err.split(":")[0] in ("CallTimeout", "OutputFlood", "KernelDied", "MemoryError", "WireError",
                                  "BlockingIOError"):
             res.flags.append(f"test {meta['grade_id']!r}: {err[:160]}")
-        notebook_passed = run.status == "ok"
-        verdict = TestVerdict(meta["grade_id"], points, ok, points if ok else 0.0, err, notebook_passed,
-                              time.monotonic() - t1)
-        res.verdicts.append(verdict)
+        shown = visible_message(err)
+        if ok_visible and not ok and not why:   # a hidden test failed: its name and message, not its values
+            shown = hidden_message(err, meta["grade_id"])
+        res.verdicts.append(TestVerdict(meta["grade_id"], points, ok, points if ok else 0.0, shown, notebook_passed,
+                                        seconds))
         if notebook_passed != ok_visible:
             res.flags.append(f"test {meta['grade_id']!r}: the notebook's own run {'passed' if notebook_passed else 'failed'}"
                              f" but the trusted run {'passed' if ok_visible else 'failed'} — the trusted verdict counts"
@@ -305,9 +338,13 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
             cell.outputs.append(nbformat.v4.new_output("stream", name="stdout",
                                                        text=f"[grader] passed: {points:g} / {points:g} points\n"))
         else:
-            ename, _, evalue = err.partition(": ")
+            ename, _, evalue = shown.partition(": ")
             cell.outputs.append(nbformat.v4.new_output("error", ename=ename or "Error", evalue=evalue[:4000],
                                                        traceback=[f"{ename}: {evalue[:4000]}"]))
+    for cell in cells:   # what anyone will see of the student's work: text and verified images only
+        inert.cell(cell, student_markdown=is_answer(cell) or bool(cell.metadata.get("student_cell")))
+        if cell["cell_type"] == "code":
+            cell.outputs = [nbformat.from_dict(o) for o in cell.outputs]
     if session.reaped:
         res.flags.append(f"runaway processes (a fork bomb?): {session.reaped} killed")
     res.flags += budget_flags(session)

@@ -57,8 +57,10 @@ class CellRun:
 class Session:
     """A sandboxed kernel plus the agent; restartable."""
 
-    def __init__(self, slot: int, limits: Limits | None = None, files: dict | None = None, unsafe: bool = False):
+    def __init__(self, slot: int, limits: Limits | None = None, files: dict | None = None, unsafe: bool = False,
+                 hidden_modules: tuple = ()):
         self.slot, self.limits, self.files, self.unsafe = slot, limits or Limits(), dict(files or {}), unsafe
+        self.hidden_modules = tuple(hidden_modules)   # not importable in the kernel (the assignment's rules)
         self.kernel: SandboxKernel | None = None
         self.restarts = 0
         self.reaped = 0     # runaway processes killed (fork bombs)
@@ -79,7 +81,7 @@ class Session:
     # -- lifecycle -----------------------------------------------------------------------
     def launch(self) -> "Session":
         """Spawn the kernel without waiting for it (pre-start the next student's kernel)."""
-        self.kernel = SandboxKernel(self.slot, self.limits, unsafe=self.unsafe)
+        self.kernel = SandboxKernel(self.slot, self.limits, unsafe=self.unsafe, hidden_modules=self.hidden_modules)
         if self.files:
             self.kernel.add_files(self.files)
         self.kernel.launch()

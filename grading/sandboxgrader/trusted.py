@@ -13,12 +13,14 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import copy
 import io
 import linecache
 import sys
 import textwrap
 import time
 import types
+import warnings
 
 import numpy as np
 
@@ -136,7 +138,8 @@ class TrustedRunner:
     def call(self, target_node, args, kwargs):
         req = {"op": "call", "target": target_node,
                "args": [wire.encode(a, self.ship) for a in args],
-               "kwargs": [[k, wire.encode(v, self.ship)] for k, v in kwargs.items()]}
+               "kwargs": [[k, wire.encode(v, self.ship)] for k, v in kwargs.items()],
+               "warnings_error": escalated_warnings()}
         label = target_node.get("v", "object") if target_node["t"] == "name" else "result"
         return self._decode(self._answer(req, label)["r"], f"{label}(...)")
 
@@ -215,6 +218,16 @@ class TrustedRunner:
             if exists:
                 self.ns[name] = value
 
+    def snapshot(self) -> dict:
+        """The grader's names now (random generators copied: later cells must not advance them)."""
+        return {k: copy.deepcopy(v) if isinstance(v, (np.random.Generator, np.random.RandomState)) else v
+                for k, v in self.ns.items()}
+
+    def restore(self, snapshot: dict) -> None:
+        """Back to a snapshot, IN the same dict: functions defined earlier read their globals from it."""
+        self.ns.clear()
+        self.ns.update(snapshot)
+
     def run(self, code: str, label: str):
         """Run instructor/test code; return (passed, stdout, error text)."""
         fname = f"<{label}>"
@@ -229,6 +242,23 @@ class TrustedRunner:
         except Exception as exc:  # noqa: BLE001 - any failure of a test is a failed test
             return False, out.getvalue(), f"{type(exc).__name__}: {exc}"
         return True, out.getvalue(), ""
+
+
+WARNING_CATEGORIES = (RuntimeWarning, UserWarning, DeprecationWarning, FutureWarning, Warning)
+
+
+def escalated_warnings() -> list[str]:
+    """Warning categories the test, here in the grader, turned into errors (``simplefilter("error",
+    RuntimeWarning)``): the call carries them so the kernel, where the student's code runs, does too."""
+    out = []
+    for category in WARNING_CATEGORIES:
+        for action, message, cat, module, lineno in warnings.filters:   # the first match decides
+            if (message is None or message.pattern == "") and module is None and lineno == 0 \
+                    and issubclass(category, cat):
+                if action == "error":
+                    out.append(category.__name__)
+                break
+    return out
 
 
 def _referenced_names(code: types.CodeType) -> set:
