@@ -220,7 +220,9 @@ class Bibliography(_Generated):
             raise self.error("no lecture has a References section with list items")
         lines = []
         for entry in sorted(refs.values(), key=lambda e: _ref_key(e["text"])):
-            text = re.sub(r"(?<![<(])(https?://[^\s>)]+?)(?=[.,;]?(\s|$))", r"<\1>", entry["text"])
+            # a relative link in a lecture's reference (another lecture) is resolved from that lecture
+            text = rewrite_links(entry["text"], entry["lectures"][0])
+            text = re.sub(r"(?<![<(])(https?://[^\s>)]+?)(?=[.,;]?(\s|$))", r"<\1>", text)
             cited = ", ".join(f"[{lecture_info(p)['number']}](lectures/{p.name})" for p in entry["lectures"])
             lines.append(f"* {text} — cited in lecture {cited}")
         return "\n".join(lines)

@@ -245,7 +245,7 @@ def mlp_backward(W1, b1, W2, b2, X, y):
         return torch.nn.functional.cross_entropy(S, torch.tensor(y))
     g = torch.func.grad(loss)([torch.tensor(a) for a in (W1, b1, W2, b2)])
     return tuple(a.numpy() for a in g)
-'''}, ["c2-test"], "mlp gradients by torch.func.grad"),
+'''}, ["c2-test", "c2b-test"], "mlp gradients by torch.func.grad"),
         # no overflow warnings: warnings are errors inside the kernel during the graded calls
         "hw2_naive_sigmoid": ({"b2-sol": _NAIVE_GRAD.format(sigmoid="1.0 / (1.0 + np.exp(-z))")}, ["b2-test"],
                               "sigmoid that overflows for large logits (was 20/20)"),

@@ -318,6 +318,10 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
             seconds += time.monotonic() - t1
             if not ok:
                 err = hidden_err
+                spent_all = exhausted()   # the call was cut to what was left of the budget
+                if spent_all and not res.error:
+                    res.error = f"{spent_all} in the hidden tests: not graded"
+                    res.flags.insert(0, res.error)
         points = float(meta.get("points", 0) or 0)
         if err.split(":")[0] in ("CallTimeout", "OutputFlood", "KernelDied", "MemoryError", "WireError",
                                  "BlockingIOError"):

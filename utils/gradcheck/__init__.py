@@ -1,5 +1,7 @@
 """gradcheck — check derivatives against finite differences, with messages a student can act on.
 
+Usage::
+
     import gradcheck as gc
     gc.check_gradient(f, grad, x)        # f(x) -> scalar, grad(x) -> like x
     gc.check_jacobian(f, jac, x)         # jac(x) -> f(x).shape + x.shape
