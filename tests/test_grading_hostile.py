@@ -136,6 +136,62 @@ def test_solutions_and_hidden_tests_never_reach_the_student(batch):
         assert "HIDDEN TESTS" not in text and "BEGIN SOLUTION" not in text, key
 
 
-def _outputs(batch, name):
-    nb = nbutil.read_nb(batch["course"].autograded / f"sample-{name}" / AID / f"{AID}.ipynb")
+def _outputs(batch, name, aid=AID):
+    nb = nbutil.read_nb(batch["course"].autograded / f"sample-{name}" / aid / f"{aid}.ipynb")
     return json.dumps([c.get("outputs", []) for c in nb["cells"]])
+
+
+# ---------------------------------------------------------------------------------------------------
+# hw3 (torch kernels, in their own batch with a longer cell timeout): instructor functions stay in the
+# grader, and the no-Hessian rule is checked by the evaluations the grader counts.
+HW3 = "hw3_autodiff"
+
+
+@pytest.fixture(scope="module")
+def hw3_batch(tmp_path_factory):
+    from sandboxgrader import hostile
+    root = tmp_path_factory.mktemp("hostile_hw3")
+    (root / "solutions").symlink_to(REAL.source, target_is_directory=True)
+    shutil.copytree(REAL.release, root / "assignments")
+    course = Course.at(root, timeout=120)
+    for key, value in SANDBOX.items():
+        course.config.Sandbox[key] = value
+    source = nbutil.read_nb(REAL.source / HW3 / f"{HW3}.ipynb")
+    built = hostile.rule_rows(HW3, source, nbutil.read_nb(REAL.release / HW3 / f"{HW3}.ipynb"), f"{HW3}.ipynb")
+    correct = [s for s in samples.build_course(course, assignments=[HW3]) if s.name == "solution"]
+    expected = samples.write(built + correct, course.submitted)
+    results = grade_submissions(course, course.submissions(), progress=False, engine="sandbox", jobs=2)
+    fb = feedback.generate(course, [(r.assignment, r.student) for r in results], progress=False)
+    return dict(course=course, expected=expected, results={r.key: r for r in results},
+                feedback={f"{f.assignment}/{f.student}": f for f in fb}, source=source)
+
+
+def test_hw3_rows_earn_exactly_their_expected_score(hw3_batch):
+    """The correct answers keep full marks; each way of forming the Hessian loses exactly t10's points,
+    with the rule's message (or torch.func's refusal of the grader's counted function)."""
+    from sandboxgrader import hostile
+    got = {k: r.score for k, r in hw3_batch["results"].items()}
+    assert got == {k: e["expected"] for k, e in hw3_batch["expected"].items()}
+    for name, (_, breaks, _note) in hostile.SLOW_RULE_ATTACKS[HW3].items():
+        r = hw3_batch["results"][f"{HW3}/sample-{name}"]
+        assert r.ok and set(breaks) == {g for g, (s, p) in r.cells.items() if s != p}, (name, r.cells)
+        shown = _outputs(hw3_batch, name, HW3)
+        assert not breaks or any(w in shown for w in ("must not form the Hessian", "functorch")), (name, shown[:600])
+
+
+def test_hw3_instructor_code_never_reaches_the_kernel(hw3_batch):
+    """grad and hvp that search the function they are handed, their callers' frames, the agent and the
+    heap for instructor code find nothing (they would return a wrong answer): full marks; what they
+    printed during graded calls is nowhere in the autograded notebook or the feedback."""
+    name = "hw3_spy_callers"
+    r = hw3_batch["results"][f"{HW3}/sample-{name}"]
+    assert r.ok and r.score == r.max_score, (r.cells, r.problem)
+    printed = _outputs(hw3_batch, name, HW3)
+    assert "SPY []" in printed and "FOUND" not in printed, printed[:600]
+    hidden = [h for h in nbutil.secret_lines(hw3_batch["source"])["hidden"] if "lambda" in h]
+    assert hidden
+    f = hw3_batch["feedback"][f"{HW3}/sample-{name}"]
+    assert f.ok, f.problem
+    text = nbutil.html_text(Path(f.pages[0]).read_text())
+    for line in hidden:
+        assert line.split("=", 1)[-1].strip()[:40] not in text, line

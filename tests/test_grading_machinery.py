@@ -466,6 +466,26 @@ def test_a_submission_past_its_time_budget_is_not_graded(released, tmp_path):
     assert not fb.ok and not fb.pages and "not graded" in fb.problem   # no partial results handed out
 
 
+def test_a_hidden_test_cut_by_the_time_budget_leaves_the_submission_not_graded(released, tmp_path):
+    """The visible tests pass at once; the hidden test's first call (the identity, a hidden input) never
+    returns: it is cut to what is left of a 15-s budget, and the submission is NOT graded (no hidden
+    test is scored 0 for running out of the budget)."""
+    course = fresh(released, tmp_path / "c", timeout=30)
+    course.config.Sandbox.submission_budget = 15
+    nb = [s for s in samples.build_course(course) if s.name == "solution"][0].notebooks["toy.ipynb"]
+    for c in nb["cells"]:
+        if nbutil.grade_id(c) == "answer_grad":
+            c["source"] = nbutil.src(c) + ("\n_fast = grad_f\ndef grad_f(A, x):\n    import time\n"
+                                           "    if np.array_equal(A, np.eye(3)):\n        time.sleep(3600)\n"
+                                           "    return _fast(A, x)\n")
+    nbutil.write_nb(course.submitted / "x-hidden-slow" / TOY / "toy.ipynb", nb)
+    r = autograde.grade_submissions(course, course.submissions(), progress=False)[0]
+    assert not r.ok and "time budget of 15 s exhausted in the hidden tests: not graded" in r.problem, r.problem
+    with course.gradebook() as gb:
+        grades_ = gb.find_submission_notebook("toy", TOY, "x-hidden-slow").grades
+        assert grades_ and all(g.auto_score is None and g.needs_manual_grade for g in grades_)
+
+
 FAKE_WORKER = """
 import json, sys, time
 for line in sys.stdin:

@@ -230,17 +230,26 @@ def test_trusted_verdict_ignores_tampering(session):
 
 
 @needs_sandbox
-def test_functions_cross_the_boundary_as_source_and_results_as_data(session):
+def test_instructor_functions_are_called_back_and_results_cross_as_data(session):
+    """An instructor function handed to student code stays in the grader: the kernel's stub holds no
+    code or data of it (the student's ``peek`` finds nothing), calls come back over the agent's socket,
+    and torch's autograd in the kernel differentiates through it (the grader evaluates each derivative)."""
     from sandboxgrader.trusted import TrustedRunner
     run_ok(session, "def grad(f, h=1e-5):\n    return lambda x: (f(x + h) - f(x - h)) / (2 * h)\n"
-                    "class Box:\n    pass\ndef make_box():\n    return Box()\n")
+                    "class Box:\n    pass\ndef make_box():\n    return Box()\n"
+                    "def peek(f):\n    import inspect\n    cells = [c.cell_contents for c in f.__closure__ or ()]\n"
+                    "    names = f.__code__.co_names + tuple(f.__code__.co_consts[1:2])\n"
+                    "    return repr(cells) + repr(names) + repr(f.__defaults__)\n")
     tr = TrustedRunner(session)
-    ok, _, err = tr.run("import numpy as np\nk = 3.0\ndef f(x):\n    return np.sin(x) * k\n"
+    ok, _, err = tr.run("import numpy as np\nk = 3.0\nsecret = np.array([4.25, 7.5])\n"
+                        "def f(x):\n    return np.sin(x) * k + secret[0]\n"
                         "assert abs(grad(f)(0.2) - 3 * np.cos(0.2)) < 1e-8\n"
                         "assert abs(grad(np.tanh)(0.1) - (1 - np.tanh(0.1) ** 2)) < 1e-8\n"
                         "assert abs(grad(lambda x: k * x ** 2)(1.0) - 6.0) < 1e-6\n"
+                        "seen = peek(f)\nassert 'sin' not in seen and '4.25' not in seen and 'secret' not in seen, seen\n"
                         "b = make_box()\nassert 'Box' in repr(b)\n", "t3")
     assert ok, err
+    assert tr.callback_calls >= 4
 
 
 RUNAWAY = {

@@ -9,7 +9,7 @@ JSON string — so nothing the student prints can be mistaken for it.
 
 AGENT = r'''
 def __sg_install__(SG_SOCKET):
-    import base64, builtins, importlib, inspect, io, json, os, sys, traceback
+    import base64, builtins, importlib, inspect, io, json, os, struct, sys, traceback
     import numpy as np
     ip = get_ipython()
     ns = ip.user_ns
@@ -96,15 +96,69 @@ def __sg_install__(SG_SOCKET):
             return importlib.import_module(v)
         if t == "modattr":
             return getattr(importlib.import_module(n["module"]), n["name"])
-        if t == "func":
-            g = dict(ns)
-            for name, node in n.get("env", []):
-                g[name] = dec(node)
-            if n["kind"] == "lambda":
-                return eval(compile(n["src"], "<instructor>", "eval"), g)
-            exec(compile(n["src"], "<instructor>", "exec"), g)
-            return g[n["name"]]
+        if t == "callback":
+            return instructor_stub(int(n["id"]))
         raise TypeError("unknown node " + repr(t))
+
+    # An instructor function never comes here: the kernel gets a stub that sends its arguments
+    # back to the grader over the agent's socket and waits for the result (data only). Torch
+    # tensors go through an autograd.Function whose backward is again such a call, so student
+    # code can differentiate through it to any order while the grader counts every evaluation.
+    chan = [None]
+
+    def call_back(key, args, kwargs):
+        conn = chan[0]
+        if conn is None:
+            raise RuntimeError("an instructor function can only be called during a graded call")
+        msg = json.dumps({"cb": key, "args": [enc(a) for a in args],
+                          "kwargs": [[k, enc(v)] for k, v in kwargs.items()]}).encode()
+        conn.sendall(struct.pack("!Q", len(msg)) + msg)
+        while True:
+            head = recv_exact(conn, 8)
+            body = None if head is None else recv_exact(conn, struct.unpack("!Q", head)[0])
+            if body is None:
+                raise RuntimeError("the grader closed the channel")
+            m = json.loads(body)
+            if "op" in m:   # the grader works on the student's objects while the call is open
+                out = handle(m).encode()
+                conn.sendall(struct.pack("!Q", len(out)) + out)
+                continue
+            if m.get("ok"):
+                return dec(m["r"])
+            raise RuntimeError("the grader's function failed with " + str(m.get("etype", "an error"))[:100])
+
+    tfn = []
+
+    def tensor_function():
+        if not tfn:
+            torch = torch_mod()
+
+            class InstructorFunction(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, cid, levels, *xs):
+                    ctx.cid, ctx.levels = cid, levels
+                    ctx.save_for_backward(*xs)
+                    out = call_back({"id": cid, "levels": levels}, [x.detach() for x in xs], {})
+                    outs = out if isinstance(out, tuple) else (out,)
+                    return tuple(torch.as_tensor(o).to(xs[0].dtype) for o in outs)
+
+                @staticmethod
+                def backward(ctx, *gs):
+                    xs = ctx.saved_tensors
+                    grads = InstructorFunction.apply(ctx.cid, ctx.levels + [len(xs)], *xs, *gs)
+                    return (None, None) + tuple(grads)
+
+            tfn.append(InstructorFunction)
+        return tfn[0]
+
+    def instructor_stub(cid):
+        def instructor_function(*args, **kwargs):
+            torch = torch_mod()
+            if torch is not None and args and not kwargs and all(isinstance(a, torch.Tensor) for a in args):
+                out = tensor_function().apply(cid, [], *args)
+                return out[0] if len(out) == 1 else out
+            return call_back({"id": cid}, args, kwargs)
+        return instructor_function
 
     def reap():
         # children the grader killed are zombies until their parent waits; no thread is started
@@ -119,6 +173,61 @@ def __sg_install__(SG_SOCKET):
                 break
             n += 1
         return n
+
+    # During a call whose warnings are errors, the student's code must not silence them: a profile
+    # hook sees every change of numpy's error state (errstate, seterr, seterrcall all set one
+    # context variable), of the warnings filters, of the profile hook itself, a switch of context
+    # and a new thread; any of them makes the call fail with the rule's warning, caught or not.
+    def guarded(target, args, kwargs):
+        import contextvars, threading as _threading, warnings, _thread, _warnings
+        from numpy._core import umath
+        extobj, filters = umath._extobj_contextvar, warnings.filters
+        fp_errors = []
+
+        def on_fp_error(kind, flag):   # numpy calls this, whatever the warnings filters say
+            fp_errors.append(kind)
+            raise RuntimeWarning(kind + " encountered in a graded call")
+
+        py_names = {warnings.__file__: {"simplefilter", "filterwarnings", "resetwarnings", "_add_filter", "__enter__"},
+                    _threading.__file__: {"setprofile", "settrace", "setprofile_all_threads", "settrace_all_threads"}}
+        forbidden_c = (sys.setprofile, sys.settrace, _thread.start_new_thread, _warnings._filters_mutated)
+        seen, done = [], [False]
+
+        def watch(frame, event, arg):
+            if done[0]:
+                return
+            if event == "c_call":
+                owner = getattr(arg, "__self__", None)
+                if owner is extobj or owner is filters or isinstance(owner, contextvars.Context) \
+                        or any(arg is f for f in forbidden_c):
+                    seen.append(getattr(arg, "__qualname__", repr(arg)))
+            elif event == "call":
+                code = frame.f_code
+                if code.co_name in py_names.get(code.co_filename, ()):
+                    seen.append(code.co_name)
+            if seen:
+                done[0] = True
+                sys.setprofile(None)
+                raise RuntimeWarning("the floating-point error state or the warnings filters were changed during "
+                                     "a graded call (" + seen[0] + "): silencing overflow is not allowed here")
+
+        with np.errstate(over="call", divide="call", invalid="call", under="ignore", call=on_fp_error):
+            before = (np.geterr(), np.geterrcall(), list(filters))
+            sys.setprofile(watch)
+            try:
+                out = target(*args, **kwargs)
+            finally:
+                hooked = sys.getprofile() is watch
+                done[0] = True
+                sys.setprofile(None)
+            after = (np.geterr(), np.geterrcall(), list(warnings.filters))
+        if fp_errors:   # raised in the student's code, even if it caught it
+            raise RuntimeWarning(fp_errors[0] + " encountered in a graded call")
+        if seen or not hooked or after != before or warnings.filters is not filters:
+            raise RuntimeWarning("the floating-point error state or the warnings filters were changed during a "
+                                 "graded call (" + (seen or ["profile hook removed" if not hooked else "state"])[0]
+                                 + "): silencing overflow is not allowed here")
+        return out
 
     def handle(req):
         try:
@@ -138,11 +247,23 @@ def __sg_install__(SG_SOCKET):
                     with warnings.catch_warnings(), np.errstate(over="warn", divide="warn", invalid="warn", under="ignore"):
                         for category in strict:
                             warnings.simplefilter("error", category)
-                        r = enc(target(*args, **kwargs))
+                        if RuntimeWarning in strict or Warning in strict:   # numpy's floating-point errors
+                            r = enc(guarded(target, args, kwargs))
+                        else:
+                            r = enc(target(*args, **kwargs))
                 else:
                     r = enc(target(*args, **kwargs))
             elif op == "getattr":
                 r = enc(getattr(dec(req["target"]), req["attr"]))
+            elif op == "binop":   # an operator of the grader's side applied to a student object
+                import operator
+                fn = getattr(operator, req["name"]) if req["name"] in ("add", "sub", "mul", "truediv", "matmul", "pow", "neg") else None
+                target = dec(req["target"])
+                if req["name"] == "neg":
+                    r = enc(fn(target))
+                else:
+                    other = dec(req["other"])
+                    r = enc(fn(other, target) if req.get("reflected") else fn(target, other))
             elif op == "getitem":
                 r = enc(dec(req["target"])[dec(req["key"])])
             elif op == "reap":
@@ -235,6 +356,7 @@ def __sg_install__(SG_SOCKET):
         while True:
             conn, _ = srv.accept()
             live.append(conn)
+            chan[0] = conn
             with conn:
                 while True:
                     head = recv_exact(conn, 8)

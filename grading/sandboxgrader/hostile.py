@@ -214,6 +214,14 @@ def logreg_grad(w, b, X, t, lam):
     return X.T @ z_bar + lam * w, float(np.sum(z_bar))
 '''
 
+def _silenced(setup: str, enter: str, leave: str) -> str:
+    """logreg_grad with the naive sigmoid, run between ``enter`` (a block opener) and ``leave``."""
+    return ("def _sig(z):\n    return 1.0 / (1.0 + np.exp(-z))\n\n\n" + setup + "\n\n\n"
+            "def logreg_grad(w, b, X, t, lam):\n    z = X @ w + b\n" + textwrap.indent(enter, "    ") + "\n"
+            "        y = _sig(z)\n" + textwrap.indent(leave, "    ") + "\n"
+            "    z_bar = (y - t) / X.shape[0]\n    return X.T @ z_bar + lam * w, float(np.sum(z_bar))\n")
+
+
 RULE_ATTACKS = {
     "hw2_backprop": {
         # derive by hand: the grading kernel has no torch at all (its files are not in the sandbox)
@@ -257,16 +265,128 @@ def mlp_backward(W1, b1, W2, b2, X, y):
         "hw2_seterr_in_cell": ({"b2-sol": "np.seterr(all='ignore')\nimport warnings\nwarnings.filterwarnings('ignore')\n"
                                 + _NAIVE_GRAD.format(sigmoid="1.0 / (1.0 + np.exp(-z))")}, ["b2-test"],
                                "numpy errors and warnings silenced for the whole kernel, then the naive sigmoid"),
+        # ... and the student's code cannot lower that during the call (a profile hook in the kernel sees
+        # every change of numpy's error state or of the warnings filters; numpy's errors go to a callback)
+        **{f"hw2_{name}": ({"b2-sol": _silenced(setup, enter, leave)}, ["b2-test"],
+                           note + " around the naive sigmoid, inside logreg_grad")
+           for name, (setup, enter, leave, note) in {
+               "errstate_in_function": ("", "with np.errstate(over='ignore', divide='ignore'):", "", "np.errstate"),
+               "seterr_in_function": ("", "_old = np.seterr(all='ignore')\nif True:", "np.seterr(**_old)", "np.seterr"),
+               "catch_warnings_in_function": ("import warnings", "with warnings.catch_warnings():\n"
+                                              "    warnings.simplefilter('ignore')", "", "warnings.catch_warnings + simplefilter"),
+               "filterwarnings_in_function": ("import warnings", "warnings.filterwarnings('ignore')\nif True:",
+                                              "warnings.filters.pop(0)", "warnings.filterwarnings (then undone)"),
+               "errstate_via_import": ("", "with __import__('nu' + 'mpy').errstate(all='ignore'):", "",
+                                       "numpy's errstate reached through __import__"),
+               "filters_assigned": ("import warnings", "_saved, warnings.filters = warnings.filters, "
+                                    "[('ignore', None, Warning, None, 0)]\nif True:", "warnings.filters = _saved",
+                                    "warnings.filters replaced by assignment (no function called)"),
+               "context_run": ("import contextvars\n_CTX = contextvars.copy_context()\n_CTX.run(np.seterr, all='ignore')\n"
+                               "_sig = (lambda f: lambda z: _CTX.run(f, z))(_sig)", "if True:", "", "the sigmoid run in a context prepared at cell level (Context.run)"),
+           }.items()},
+    },
+}
+
+# hw3: instructor functions stay in the grader (student code calls them back over the agent's
+# socket), and "HVP without forming the Hessian" is checked by the work the grader counts.
+_SPY = '''
+import gc as _gc, inspect as _inspect, sys as _sys, threading as _threading, types as _types
+import numpy as _np
+_FOUND = []
+
+
+def _spy(fn):
+    """During a graded call (the agent's thread): anything instructor-made reachable from the call --
+    the source or closure data of the function handed in, a frame or a code object of shipped code."""
+    if _threading.current_thread().name != "sg-agent":
+        return False
+    hits = []
+    try:
+        if "lambda" in _inspect.getsource(fn):
+            hits.append("source: " + _inspect.getsource(fn))
+    except Exception:
+        pass
+    for cell in getattr(fn, "__closure__", None) or ():
+        value = cell.cell_contents
+        if isinstance(value, _np.ndarray) or type(value).__name__ in ("Tensor", "function"):
+            hits.append("closure: " + repr(value)[:300])
+    frame = _sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_filename == "<instructor>":
+            hits.append("frame: " + repr(frame.f_locals)[:300])
+        frame = frame.f_back
+    for o in _gc.get_objects():
+        if isinstance(o, _types.CodeType) and o.co_filename == "<instructor>":
+            hits.append("code: " + o.co_name)
+    if hits:
+        _FOUND.extend(hits)
+        print("FOUND", hits)   # printed during a graded call: must not reach the feedback
+    return bool(hits)
+'''
+
+_HESSIAN = '''
+def hvp(f, x, v):
+    x = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    v = torch.as_tensor(v, dtype=torch.float64)
+{form}
+    return (H @ v.reshape(-1)).reshape(x.shape).detach().numpy()
+'''
+
+
+def _hessian_by(form: str) -> str:
+    return _HESSIAN.format(form=textwrap.indent(textwrap.dedent(form).strip("\n"), "    "))
+
+
+SLOW_RULE_ATTACKS = {   # graded in their own batch (torch kernels: a longer cell timeout)
+    "hw3_autodiff": {
+        "hw3_spy_callers": ({"t9-sol+": _SPY + '''
+_grad = grad
+
+
+def grad(f, argnum=0):
+    g = _grad(f, argnum)
+
+    def spied(*args):
+        return g(*args) * (2.0 if _spy(f) else 1.0)   # a wrong answer if anything instructor-made was found
+    return spied
+''', "t10-sol+": '''
+_hvp = hvp
+
+
+def hvp(f, x, v):
+    return _hvp(f, x, v) * (2.0 if _spy(f) else 1.0)
+''', "end": "print('SPY', _FOUND)\n"}, [],
+            "grad and hvp search the function they are handed, their callers' frames and the heap for "
+            "instructor code and print what they find (main: 8 hidden lambdas and their data in the feedback)"),
+        "hw3_hessian_functional": ({"t10-sol": _hessian_by(
+            "H = torch.autograd.functional.hessian(f, x).reshape(x.numel(), x.numel())")}, ["t10-test"],
+            "torch.autograd.functional.hessian, then H @ v (was 30/30)"),
+        "hw3_hessian_torch_func": ({"t10-sol": _hessian_by(
+            "H = torch.func.hessian(f)(x).reshape(x.numel(), x.numel())")}, ["t10-test"], "torch.func.hessian"),
+        "hw3_jacrev_jacrev": ({"t10-sol": _hessian_by(
+            "from torch.func import jacrev as J\nH = J(J(f))(x).reshape(x.numel(), x.numel())")}, ["t10-test"],
+            "jacrev(jacrev(f))"),
+        "hw3_importlib_hessian": ({"t10-sol": _hessian_by(
+            "import importlib\nH = getattr(importlib.import_module('torch.autograd.' + 'functional'), 'hess' + 'ian')"
+            "(f, x).reshape(x.numel(), x.numel())")}, ["t10-test"], "the Hessian function reached by importlib under built names"),
+        "hw3_unit_vector_rows": ({"t10-sol": _hessian_by('''
+            (g,) = torch.autograd.grad(f(x), x, create_graph=True)
+            g = g.reshape(-1)
+            H = torch.stack([torch.autograd.grad(g, x, torch.eye(g.numel(), dtype=g.dtype)[i].reshape(g.shape),
+                                                 retain_graph=True, allow_unused=True)[0].reshape(-1)
+                             for i in range(g.numel())])''')}, ["t10-test"],
+            "the Hessian row by row: one gradient of <grad f, e_i> per unit vector (no Hessian function called)"),
     },
 }
 
 
 def rule_rows(assignment: str, source_nb: dict, release_nb: dict, nb_name: str) -> list[Sample]:
-    """The rows of RULE_ATTACKS for one assignment, each with its expected score."""
+    """The rows of RULE_ATTACKS (or SLOW_RULE_ATTACKS) for one assignment, each with its expected score."""
     filled = answers(source_nb)
     pts = test_points(source_nb)
     out = []
-    for name, (changes, breaks, note) in RULE_ATTACKS.get(assignment, {}).items():
+    rows = {**RULE_ATTACKS.get(assignment, {}), **SLOW_RULE_ATTACKS.get(assignment, {})}
+    for name, (changes, breaks, note) in rows.items():
         changes = dict(changes)
         end = changes.pop("end", None)    # a student cell after the last cell of the notebook
         answers_now = dict(filled)

@@ -69,6 +69,7 @@ class Session:
         self.hits = {"oom_kill": 0, "pids_max": 0, "left_running": 0, "home_full": 0}
         self._cpu_done = 0.0
         self._sock = None
+        self.on_callback = _no_callbacks   # set by the trusted runner
         self._pids_base = 0
         self._known_children: set = set()
 
@@ -364,12 +365,21 @@ class Session:
         try:
             sock.settimeout(timeout + INTERRUPT_GRACE)
             sock.sendall(struct.pack("!Q", len(body)) + body)
-            size = struct.unpack("!Q", _recv_exact(sock, 8, deadline))[0]
-            if size > limit:
-                self.restart()
-                raise wire.WireError(f"reply of {size} bytes refused (the limit is {limit}): the kernel was "
-                                     "restarted")
-            data = _recv_exact(sock, size, deadline)
+            while True:
+                size = struct.unpack("!Q", _recv_exact(sock, 8, deadline))[0]
+                if size > limit:
+                    self.restart()
+                    raise wire.WireError(f"reply of {size} bytes refused (the limit is {limit}): the kernel was "
+                                         "restarted")
+                data = _recv_exact(sock, size, deadline)
+                if not data.startswith(b'{"cb"'):
+                    break
+                # student code called an instructor function: it runs here, in the grader, and
+                # only its result goes back (the time it takes here is on nobody's clock)
+                t0 = time.monotonic()
+                out = json.dumps(self.on_callback(data)).encode()
+                sock.sendall(struct.pack("!Q", len(out)) + out)
+                deadline += time.monotonic() - t0
         except (socket.timeout, TimeoutError):
             # the watchdog could not stop it (C code, or the agent was replaced): kill, start afresh
             self.restart()
@@ -446,6 +456,10 @@ class Session:
         if not answer["ok"]:
             self._reap()
         return answer
+
+
+def _no_callbacks(data: bytes) -> dict:
+    return {"ok": False, "etype": "RuntimeError", "evalue": "no instructor function is callable here"}
 
 
 def _recv_exact(sock, n: int, deadline: float) -> bytes:

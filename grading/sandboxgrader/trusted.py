@@ -2,9 +2,10 @@
 
 Before a test cell runs, every global name it reads that the trusted namespace lacks is looked
 up in the student's kernel: data comes back as a validated copy, anything else (a function, an
-object) as a proxy whose calls, attribute reads and indexing are forwarded to the sandbox with
-plain-data arguments. An instructor function passed to student code (``grad(f)``) is shipped as
-source with the data it closes over; it runs in the sandbox and only its results come back.
+object) as a proxy whose calls, attribute reads, indexing and arithmetic are forwarded to the
+sandbox with plain-data arguments. An instructor function passed to student code (``grad(f)``)
+never goes there: the kernel gets a numbered stub, and each call of it comes back here over the
+agent's socket with its arguments as data (``TrustedRunner.callback``).
 No student code ever runs in this process, so patching checkers, ``assert_allclose``, IPython
 or the gradebook from the notebook has no effect on the verdict.
 """
@@ -12,12 +13,12 @@ from __future__ import annotations
 
 import ast
 import builtins
+import json
 import contextlib
 import copy
 import io
 import linecache
 import sys
-import textwrap
 import time
 import types
 import warnings
@@ -99,6 +100,28 @@ class Remote:
     def __repr__(self):
         return f"<student {self._info.get('type', 'object')} {self._label}>"
 
+    # arithmetic with a student object (hw3's traced Node) is done by the object, in the sandbox
+    __array_ufunc__ = None   # ndarray (op) Remote must call Remote's reflected operator
+
+    def _binop(self, name, other=None, reflected=False):
+        req = {"op": "binop", "name": name, "target": self._node, "reflected": reflected}
+        if name != "neg":
+            req["other"] = wire.encode(other, self._runner.ship)
+        return self._runner.remote_op(req, f"{self._label} {name}")
+
+    def __add__(self, o): return self._binop("add", o)
+    def __radd__(self, o): return self._binop("add", o, True)
+    def __sub__(self, o): return self._binop("sub", o)
+    def __rsub__(self, o): return self._binop("sub", o, True)
+    def __mul__(self, o): return self._binop("mul", o)
+    def __rmul__(self, o): return self._binop("mul", o, True)
+    def __truediv__(self, o): return self._binop("truediv", o)
+    def __rtruediv__(self, o): return self._binop("truediv", o, True)
+    def __matmul__(self, o): return self._binop("matmul", o)
+    def __rmatmul__(self, o): return self._binop("matmul", o, True)
+    def __pow__(self, o): return self._binop("pow", o)
+    def __neg__(self): return self._binop("neg")
+
 
 class TrustedRunner:
     """Runs instructor and test code in a namespace whose student names are proxies."""
@@ -107,10 +130,12 @@ class TrustedRunner:
         self.session = session
         self.call_timeout = call_timeout
         self.ns: dict = {"__name__": "__main__", "__builtins__": builtins}
-        self.sources: dict[str, str] = {}
         self.calls = 0
         self.call_seconds = 0.0
         self.budget: float | None = None   # seconds of calls left to the submission (None: no budget)
+        self.callbacks: list = []   # instructor functions handed to student code, by number
+        self.callback_calls = 0
+        session.on_callback = self.callback
 
     # -- requests ------------------------------------------------------------------------
     def _answer(self, req, what):
@@ -157,7 +182,7 @@ class TrustedRunner:
                 "source": str(node.get("source", ""))[:200_000]}, name)
         return True, self._decode(node, name)
 
-    # -- shipping instructor functions to the sandbox --------------------------------------
+    # -- instructor functions called by student code ---------------------------------------
     def ship(self, obj, depth=0):
         if isinstance(obj, Remote):
             return obj._node
@@ -174,31 +199,63 @@ class TrustedRunner:
                     module = sys.modules.get(m)
                     if module is not None and getattr(module, name, None) is obj:
                         return {"t": "modattr", "module": m, "name": name}
-        if isinstance(obj, types.FunctionType):
-            return self._ship_function(obj, depth)
+        if isinstance(obj, (types.FunctionType, types.MethodType)):
+            # never its code: the kernel gets a number, and calls come back here (see callback)
+            self.callbacks.append(obj)
+            return {"t": "callback", "id": len(self.callbacks) - 1}
         return None
 
-    def _ship_function(self, fn, depth):
-        code = fn.__code__
-        src = self.sources.get(code.co_filename)
-        if src is None:
-            raise TypeError(f"cannot send {fn.__name__} to the student's kernel: its source is unknown")
-        segment, kind = _find_source(src, code)
-        env, closure = [], dict(zip(code.co_freevars, (c.cell_contents for c in fn.__closure__ or ())))
-        for name in sorted(_referenced_names(code)):
-            if name in closure:
-                value = closure[name]
-            elif name in fn.__globals__ and not name.startswith("__"):
-                value = fn.__globals__[name]
+    def callback(self, data: bytes) -> dict:
+        """Run the instructor function a student's code called; answer with its result as data.
+
+        ``{"cb": {"id": i}, "args": …, "kwargs": …}`` calls function ``i`` with the (validated)
+        arguments; ``{"cb": {"id": i, "levels": [m0, m1, …]}, "args": [tensors]}`` evaluates the
+        k-th derivative map of function ``i`` for the kernel's autograd (k = len(levels)): level 0
+        is f itself, level k+1 maps (inputs z of level k, cotangents) to the VJP of level k at z.
+        Errors go back by type only (their messages could hold hidden data).
+        """
+        try:
+            msg = json.loads(data)
+            key = msg["cb"]
+            fn = self.callbacks[int(key["id"])]
+            args = [self._decode(a, "argument") for a in msg["args"]]
+            kwargs = {str(k): self._decode(v, "argument") for k, v in msg["kwargs"]}
+            self.callback_calls += 1
+            if "levels" in key:
+                import torch
+                levels = [int(m) for m in key["levels"]]
+                z = [torch.as_tensor(np.asarray(a)) for a in args]
+                out = tuple(o.detach() for o in _derivative_map(fn, levels, z))
+                result = out if levels else (out[0] if len(out) == 1 else out)
             else:
+                if any(isinstance(a, Remote) for a in (*args, *kwargs.values())):
+                    fn = self._with_student_tools(fn)
+                result = fn(*args, **kwargs)
+            return {"ok": True, "r": wire.encode(result, self.ship)}
+        except Exception as exc:  # noqa: BLE001 - the kernel learns only that it failed
+            return {"ok": False, "etype": type(exc).__name__}
+
+    def _with_student_tools(self, fn):
+        """``fn`` reading the kernel's tools (hw3's ``ad``, ``trace``) where it reads the grader's copies.
+
+        The notebook's visible helper cells run on both sides; a student object handed to ``fn``
+        (a traced Node) works only with the kernel's helpers. Data ``fn`` reads stays the grader's.
+        """
+        if not isinstance(fn, types.FunctionType):
+            return fn
+        g = None
+        for name in sorted(_referenced_names(fn.__code__)):
+            value = fn.__globals__.get(name)
+            if value is None or isinstance(value, (types.ModuleType, type, Remote)) or \
+                    not (isinstance(value, (types.FunctionType, types.SimpleNamespace))):
                 continue
-            if isinstance(value, types.ModuleType) and value.__name__ not in wire.SHIPPABLE_MODULES:
-                continue
-            try:
-                env.append([name, wire.encode(value, self.ship, depth + 1)])
-            except TypeError:
-                continue  # a name the function does not really need (e.g. an attribute)
-        return {"t": "func", "kind": kind, "src": segment, "name": fn.__name__, "env": env}
+            exists, theirs = self.describe(name)
+            if exists and isinstance(theirs, Remote):
+                g = g if g is not None else dict(fn.__globals__)
+                g[name] = theirs
+        if g is None:
+            return fn
+        return types.FunctionType(fn.__code__, g, fn.__name__, fn.__defaults__, fn.__closure__)
 
     # -- running code --------------------------------------------------------------------
     def bind_student_names(self, code: str) -> None:
@@ -231,7 +288,6 @@ class TrustedRunner:
     def run(self, code: str, label: str):
         """Run instructor/test code; return (passed, stdout, error text)."""
         fname = f"<{label}>"
-        self.sources[fname] = code
         linecache.cache[fname] = (len(code), None, code.splitlines(True), fname)
         out = io.StringIO()
         try:
@@ -262,33 +318,25 @@ def escalated_warnings() -> list[str]:
 
 
 def _referenced_names(code: types.CodeType) -> set:
-    names = set(code.co_names) | set(code.co_freevars)
+    names = set(code.co_names)
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             names |= _referenced_names(const)
     return names
 
 
-def _find_source(src: str, code: types.CodeType):
-    """The source segment of the def or lambda that compiled to ``code``."""
-    tree = ast.parse(src)
-    if code.co_name != "<lambda>":
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == code.co_name \
-                    and node.lineno <= code.co_firstlineno <= (node.end_lineno or node.lineno):
-                seg = ast.get_source_segment(src, node)
-                return textwrap.dedent(seg), "def"
-        raise TypeError(f"cannot find the source of {code.co_name}")
-    # (RESUME and friends carry empty positions: skip them)
-    positions = [(p[0], p[2]) for p in code.co_positions()
-                 if p[0] is not None and p[2] is not None and (p[1], p[3]) != (p[0], p[2])]
-    start = min(positions) if positions else (code.co_firstlineno, 0)
-    best = None
-    for node in ast.walk(tree):  # the innermost lambda whose span holds the code's first position
-        if isinstance(node, ast.Lambda):
-            if (node.lineno, node.col_offset) <= start <= (node.end_lineno, node.end_col_offset):
-                if best is None or (node.lineno, node.col_offset) > (best.lineno, best.col_offset):
-                    best = node
-    if best is None:
-        raise TypeError("cannot find the source of a lambda")
-    return ast.get_source_segment(src, best), "lambda"
+def _derivative_map(fn, levels: list, z: list) -> tuple:
+    """Level ``len(levels)`` of ``fn`` at ``z`` (see TrustedRunner.callback), by torch.autograd here."""
+    import torch
+    if not levels:
+        out = fn(*z)
+        return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+    m = levels[-1]
+    # (an outer level's inputs already require grad: keep them in the graph, do not detach)
+    xs = [x if x.requires_grad else x.detach().requires_grad_(True) for x in z[:m]]
+    with torch.enable_grad():
+        outs = _derivative_map(fn, levels[:-1], xs)
+        pairs = [(o, g) for o, g in zip(outs, z[m:]) if isinstance(o, torch.Tensor) and o.requires_grad]
+        grads = (torch.autograd.grad([o for o, _ in pairs], xs, grad_outputs=[g for _, g in pairs],
+                                     create_graph=True, allow_unused=True) if pairs else (None,) * m)
+    return tuple(torch.zeros_like(x) if g is None else g for x, g in zip(xs, grads))

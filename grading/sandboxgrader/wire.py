@@ -6,7 +6,8 @@ Both directions use one JSON shape, ``{"t": <tag>, ...}``:
 bytes, base64, ``allow_pickle=False``) ``tuple`` ``list`` ``dict`` (string keys) — and, for
 things that are not data, ``handle`` (an object left in the sandbox, named by a number),
 ``name`` (a global of the student's namespace), ``module`` (numpy, math, torch, …) and
-``func`` (an instructor function shipped as source, with the data it closes over).
+``callback`` (an instructor function, by number: it stays in the grader, the kernel's stub
+calls it back with data).
 
 The trusted side (this module) never unpickles and never evaluates what comes back: arrays are
 rebuilt from their header after checking dtype (bool, int, uint, float, complex — no object,
