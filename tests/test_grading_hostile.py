@@ -149,7 +149,7 @@ HW3 = "hw3_autodiff"
 
 @pytest.fixture(scope="module")
 def hw3_batch(tmp_path_factory):
-    from sandboxgrader import hostile
+    from coursegrader import hostile
     root = tmp_path_factory.mktemp("hostile_hw3")
     (root / "solutions").symlink_to(REAL.source, target_is_directory=True)
     shutil.copytree(REAL.release, root / "assignments")
@@ -169,7 +169,7 @@ def hw3_batch(tmp_path_factory):
 def test_hw3_rows_earn_exactly_their_expected_score(hw3_batch):
     """The correct answers keep full marks; each way of forming the Hessian loses exactly t10's points,
     with the rule's message (or torch.func's refusal of the grader's counted function)."""
-    from sandboxgrader import hostile
+    from coursegrader import hostile
     got = {k: r.score for k, r in hw3_batch["results"].items()}
     assert got == {k: e["expected"] for k, e in hw3_batch["expected"].items()}
     for name, (_, breaks, _note) in hostile.SLOW_RULE_ATTACKS[HW3].items():
