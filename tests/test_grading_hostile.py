@@ -48,15 +48,31 @@ FLAGGED = {"hostile_patch_checker": "tampering suspected", "hostile_input_transf
 SANDBOX = {"home_size": 128 * 2**20}
 
 
+def _course(tmp_path_factory, name: str, timeout: int) -> Course:
+    root = tmp_path_factory.mktemp(name)
+    (root / "solutions").symlink_to(REAL.source, target_is_directory=True)
+    shutil.copytree(REAL.release, root / "assignments")
+    course = Course.at(root, timeout=timeout)
+    for key, value in SANDBOX.items():
+        course.config.Sandbox[key] = value
+    return course
+
+
+def _grade(course: Course, built: list, correct_of: tuple, source: dict) -> dict:
+    """Grade the rows beside the correct answers of ``correct_of`` in one batch, make the feedback."""
+    correct = [s for aid in correct_of
+               for s in samples.build_course(course, assignments=[aid]) if s.name == "solution"]
+    expected = samples.write(built + correct, course.submitted)
+    results = grade_submissions(course, course.submissions(), progress=False, engine="sandbox", jobs=2)
+    fb = feedback.generate(course, [(r.assignment, r.student) for r in results], progress=False)
+    return dict(course=course, expected=expected, results={r.key: r for r in results},
+                feedback={f"{f.assignment}/{f.student}": f for f in fb}, source=source)
+
+
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     from coursegrader import hostile
-    root = tmp_path_factory.mktemp("hostile")
-    (root / "solutions").symlink_to(REAL.source, target_is_directory=True)
-    shutil.copytree(REAL.release, root / "assignments")
-    course = Course.at(root, timeout=10)
-    for key, value in SANDBOX.items():
-        course.config.Sandbox[key] = value
+    course = _course(tmp_path_factory, "hostile", 10)
     source = nbutil.read_nb(REAL.source / AID / f"{AID}.ipynb")
     rel = nbutil.read_nb(REAL.release / AID / f"{AID}.ipynb")
     built = hostile.build(AID, source, rel, f"{AID}.ipynb", db_path=str(course.db_path),
@@ -64,13 +80,7 @@ def batch(tmp_path_factory):
     for aid in hostile.RULE_ATTACKS:   # the assignments' own rules, attacked in the kernel
         built += hostile.rule_rows(aid, nbutil.read_nb(REAL.source / aid / f"{aid}.ipynb"),
                                    nbutil.read_nb(REAL.release / aid / f"{aid}.ipynb"), f"{aid}.ipynb")
-    correct = [s for aid in NEIGHBOURS
-               for s in samples.build_course(course, assignments=[aid]) if s.name == "solution"]
-    expected = samples.write(built + correct, course.submitted)
-    results = grade_submissions(course, course.submissions(), progress=False, engine="sandbox", jobs=2)
-    fb = feedback.generate(course, [(r.assignment, r.student) for r in results], progress=False)
-    return dict(course=course, expected=expected, results={r.key: r for r in results},
-                feedback={f"{f.assignment}/{f.student}": f for f in fb}, source=source)
+    return _grade(course, built, NEIGHBOURS, source)
 
 
 def test_every_row_is_generated():
@@ -150,20 +160,10 @@ HW3 = "hw3_autodiff"
 @pytest.fixture(scope="module")
 def hw3_batch(tmp_path_factory):
     from coursegrader import hostile
-    root = tmp_path_factory.mktemp("hostile_hw3")
-    (root / "solutions").symlink_to(REAL.source, target_is_directory=True)
-    shutil.copytree(REAL.release, root / "assignments")
-    course = Course.at(root, timeout=120)
-    for key, value in SANDBOX.items():
-        course.config.Sandbox[key] = value
+    course = _course(tmp_path_factory, "hostile_hw3", 120)
     source = nbutil.read_nb(REAL.source / HW3 / f"{HW3}.ipynb")
     built = hostile.rule_rows(HW3, source, nbutil.read_nb(REAL.release / HW3 / f"{HW3}.ipynb"), f"{HW3}.ipynb")
-    correct = [s for s in samples.build_course(course, assignments=[HW3]) if s.name == "solution"]
-    expected = samples.write(built + correct, course.submitted)
-    results = grade_submissions(course, course.submissions(), progress=False, engine="sandbox", jobs=2)
-    fb = feedback.generate(course, [(r.assignment, r.student) for r in results], progress=False)
-    return dict(course=course, expected=expected, results={r.key: r for r in results},
-                feedback={f"{f.assignment}/{f.student}": f for f in fb}, source=source)
+    return _grade(course, built, (HW3,), source)
 
 
 def test_hw3_rows_earn_exactly_their_expected_score(hw3_batch):

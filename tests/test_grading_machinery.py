@@ -445,19 +445,24 @@ def test_a_job_past_its_deadline_is_not_graded_and_autograde_fails(released, tmp
         assert grades_ and all(g.auto_score is None and g.needs_manual_grade for g in grades_)
 
 
-def test_a_submission_past_its_time_budget_is_not_graded(released, tmp_path):
-    """Slow only when the grader calls: each graded call sleeps 3 s, at least 9 s in all against a
-    budget of 5 s -- whatever the load, the rest is not run and the submission is NOT graded."""
+def _graded_with_budget(released, tmp_path, budget: float, student: str, grad_suffix: str):
+    """The toy's solution with ``grad_suffix`` after grad_f, graded alone under a time budget."""
     course = fresh(released, tmp_path / "c", timeout=30)
-    course.config.Sandbox.submission_budget = 5
+    course.config.Sandbox.submission_budget = budget
     nb = [s for s in samples.build_course(course) if s.name == "solution"][0].notebooks["toy.ipynb"]
     for c in nb["cells"]:
         if nbutil.grade_id(c) == "answer_grad":
-            c["source"] = nbutil.src(c) + ("\n_fast = grad_f\ndef grad_f(A, x):\n    import threading, time\n"
-                                           "    if threading.current_thread().name == 'sg-agent':\n"
-                                           "        time.sleep(3)\n    return _fast(A, x)\n")
-    nbutil.write_nb(course.submitted / "x-slow" / TOY / "toy.ipynb", nb)
-    r = autograde.grade_submissions(course, course.submissions(), progress=False)[0]
+            c["source"] = nbutil.src(c) + grad_suffix
+    nbutil.write_nb(course.submitted / student / TOY / "toy.ipynb", nb)
+    return course, autograde.grade_submissions(course, course.submissions(), progress=False)[0]
+
+
+def test_a_submission_past_its_time_budget_is_not_graded(released, tmp_path):
+    """Slow only when the grader calls: each graded call sleeps 3 s, at least 9 s in all against a
+    budget of 5 s -- whatever the load, the rest is not run and the submission is NOT graded."""
+    course, r = _graded_with_budget(released, tmp_path, 5, "x-slow", (
+        "\n_fast = grad_f\ndef grad_f(A, x):\n    import threading, time\n"
+        "    if threading.current_thread().name == 'sg-agent':\n        time.sleep(3)\n    return _fast(A, x)\n"))
     assert not r.ok and "time budget of 5 s exhausted" in r.problem, r.problem
     with course.gradebook() as gb:   # never a silent 0: every grade waits for a person
         grades_ = gb.find_submission_notebook("toy", TOY, "x-slow").grades
@@ -470,16 +475,9 @@ def test_a_hidden_test_cut_by_the_time_budget_leaves_the_submission_not_graded(r
     """The visible tests pass at once; the hidden test's first call (the identity, a hidden input) never
     returns: it is cut to what is left of a 15-s budget, and the submission is NOT graded (no hidden
     test is scored 0 for running out of the budget)."""
-    course = fresh(released, tmp_path / "c", timeout=30)
-    course.config.Sandbox.submission_budget = 15
-    nb = [s for s in samples.build_course(course) if s.name == "solution"][0].notebooks["toy.ipynb"]
-    for c in nb["cells"]:
-        if nbutil.grade_id(c) == "answer_grad":
-            c["source"] = nbutil.src(c) + ("\n_fast = grad_f\ndef grad_f(A, x):\n    import time\n"
-                                           "    if np.array_equal(A, np.eye(3)):\n        time.sleep(3600)\n"
-                                           "    return _fast(A, x)\n")
-    nbutil.write_nb(course.submitted / "x-hidden-slow" / TOY / "toy.ipynb", nb)
-    r = autograde.grade_submissions(course, course.submissions(), progress=False)[0]
+    course, r = _graded_with_budget(released, tmp_path, 15, "x-hidden-slow", (
+        "\n_fast = grad_f\ndef grad_f(A, x):\n    import time\n"
+        "    if np.array_equal(A, np.eye(3)):\n        time.sleep(3600)\n    return _fast(A, x)\n"))
     assert not r.ok and "time budget of 15 s exhausted in the hidden tests: not graded" in r.problem, r.problem
     with course.gradebook() as gb:
         grades_ = gb.find_submission_notebook("toy", TOY, "x-hidden-slow").grades

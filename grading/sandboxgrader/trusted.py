@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import ast
 import builtins
-import json
 import contextlib
 import copy
 import io
+import json
 import linecache
 import sys
 import time
