@@ -308,7 +308,9 @@ def _spy(fn):
         pass
     for cell in getattr(fn, "__closure__", None) or ():
         value = cell.cell_contents
-        if isinstance(value, _np.ndarray) or type(value).__name__ in ("Tensor", "function"):
+        code = getattr(value, "__code__", None)   # (the agent's own helpers are no instructor code)
+        if isinstance(value, _np.ndarray) or type(value).__name__ == "Tensor" or \
+                (code is not None and code.co_filename == "<instructor>"):
             hits.append("closure: " + repr(value)[:300])
     frame = _sys._getframe(1)
     while frame is not None:
