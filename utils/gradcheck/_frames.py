@@ -7,14 +7,20 @@ traceback and the exception is re-raised with a bare ``raise``, which adds no fr
 student's frames and other libraries' stay, in order, and the message and type are unchanged.
 
 ``__tracebackhide__`` alone is not enough: pytest honours it, but IPython (Jupyter, Colab) always
-shows the innermost frame — the one that raised — whatever its ``__tracebackhide__``.
+shows the innermost frame — the one that raised — whatever its ``__tracebackhide__``. On Python
+3.9 and 3.10 a bare ``raise`` restores the traceback it caught, so there the entry point's own
+frame stays (marked ``__tracebackhide__``), with everything below it cut.
 """
 from __future__ import annotations
 
 import functools
+import sys
 from types import TracebackType
 
 PACKAGE = __name__.rpartition(".")[0]
+# From Python 3.11 a bare ``raise`` re-raises with the exception's own (shortened) __traceback__;
+# before, it restored the traceback as it was caught.
+BARE_RAISE_KEEPS_TRACEBACK = sys.version_info >= (3, 11)
 
 
 def is_ours(frame) -> bool:
@@ -54,7 +60,9 @@ def student_facing(fn):
             return fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - re-raised as it is, only its traceback is shortened
             _shorten(exc)
-            raise   # a bare raise records no new frame: the caller's is the innermost the student sees
+            if BARE_RAISE_KEEPS_TRACEBACK:
+                raise   # records no new frame: the caller's is the innermost the student sees
+            raise exc.with_traceback(exc.__traceback__)  # noqa: B904 - Python < 3.11: this frame stays, hidden
 
     return entry
 

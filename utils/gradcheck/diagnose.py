@@ -3,6 +3,11 @@
 Each diagnosis is a short code and a sentence; :data:`DIAGNOSES` is the one registry of codes,
 what each means and how it is detected (``CheckResult`` accepts no other code, and a test keeps
 the README's list in step with it).
+
+To add a diagnosis: an entry in :data:`DIAGNOSES` and its detection in :func:`diagnose` (plus
+``gradient._directional_diagnosis`` if it must be named when x is too large to localise, or
+``hessian._hessian_core`` for Hessians only), the code in utils/README.md's Localisation list, and
+a planted-mistake test in utils/tests/.
 """
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ class TaylorResult:
 
     def plot(self, ax=None, label=None):
         """Log-log plot of both remainders with reference slopes 1 and 2."""
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # noqa: PLC0415 - optional, imported on use
         if ax is None:
             ax = plt.gca()
         tag = f" ({label})" if label else ""
