@@ -32,10 +32,14 @@ def leaf_at(leaves, j: int):
     return leaf, idx
 
 
-def entry_name(leaves, j: int) -> str:
-    """How a student writes flat entry ``j``: ``x[1, 2]`` as ``x[1, 2]``, ``x['W'][0]``, or ``x``."""
-    leaf, idx = leaf_at(leaves, j)
+def index_name(leaf, idx: tuple) -> str:
+    """How a student writes entry ``idx`` of ``leaf``: ``x[1, 2]``, ``x['W'][0]``, or ``x`` for a scalar."""
     return leaf.path + (str(list(idx)) if idx else "")
+
+
+def entry_name(leaves, j: int) -> str:
+    """How a student writes flat entry ``j`` (see :func:`index_name`)."""
+    return index_name(*leaf_at(leaves, j))
 
 
 def leaf_scales(x0: np.ndarray, spec) -> np.ndarray:

@@ -16,7 +16,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from ._base import TINY, entry_name, leaf_at, norm
+from ._base import TINY, index_name, leaf_at, norm
 from ._tree import Leaf
 
 
@@ -115,7 +115,7 @@ def worst_entries(yours: np.ndarray, expected: np.ndarray, leaves: list, k: int 
             break
         leaf, idx = leaf_at(leaves, flat)
         denom = abs(expected[flat])
-        out.append({"index": entry_name(leaves, flat),
+        out.append({"index": index_name(leaf, idx),
                     "multi_index": idx, "leaf": leaf.path,
                     "yours": float(yours[flat]), "expected": float(expected[flat]),
                     "abs_err": float(err[flat]),

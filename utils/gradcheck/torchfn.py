@@ -131,7 +131,7 @@ def check_function(fn, *inputs, rtol=None, seed=0, method="auto", max_localize=2
 
         x = inputs[i].detach().clone()
         r = vjp_core(f, vjp, x, rtol=rtol, n_dirs=None, seed=seed, method=method, max_localize=max_localize,
-                      kind=f"backward (VJP) of {label}", who="backward")
+                     kind=f"backward (VJP) of {label}", who="backward")
         n_evals += r.n_evals
         results.append(r)
         if not r.passed:
@@ -151,7 +151,7 @@ def check_function(fn, *inputs, rtol=None, seed=0, method="auto", max_localize=2
                 return tuple(tangents) if isinstance(y, tuple) else tangents[0]
 
             r = jvp_check(f, jvp_fn, x, rtol=rtol, n_dirs=None, seed=seed, method=method,
-                           kind=f"forward (JVP) of {label}", who="jvp")
+                          kind=f"forward (JVP) of {label}", who="jvp")
             n_evals += r.n_evals
             results.append(r)
             if not r.passed:
