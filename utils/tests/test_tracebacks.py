@@ -5,8 +5,6 @@ frame, so hiding gradcheck's frames there needs them cut from the traceback, not
 """
 import os
 import re
-import subprocess
-import sys
 import textwrap
 import traceback
 from pathlib import Path
@@ -84,12 +82,11 @@ def test_gradchecks_own_input_errors_point_at_the_students_call():
     assert "gradcheck" + os.sep not in text
 
 
-def test_pytest_shows_the_students_helper_and_no_gradcheck_frame(tmp_path):
-    (tmp_path / "test_student.py").write_text(STUDENT + "\n\ndef test_it():\n    my_helper()\n")
-    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(tmp_path)],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    out = run.stdout + run.stderr
-    assert run.returncode == 1, out
+def test_pytest_shows_the_students_helper_and_no_gradcheck_frame(pytester):
+    pytester.makepyfile(test_student=STUDENT + "\n\ndef test_it():\n    my_helper()\n")
+    run = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    out = run.stdout.str() + run.stderr.str()
+    assert run.ret == 1, out
     assert "in my_helper" in out or "def my_helper" in out, out
     assert "sign flipped" in out, out
     assert "gradcheck" + os.sep not in out, out
