@@ -3,16 +3,14 @@ import base64
 import io
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "grading"))
+from sandboxgrader import wire
 
-from sandboxgrader import wire  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 HAVE_SANDBOX = shutil.which("bwrap") is not None and os.geteuid() == 0
 if not HAVE_SANDBOX and os.environ.get("CI") == "true":
