@@ -916,7 +916,7 @@ def main(argv=None):
     log("custom autograd Functions")
     fn = measure_functions()
     text = render(sizes, detect_sizes, f64, f32, det, skips, time.perf_counter() - t0, fn)
-    text += "\n**Targets for gradcheck** (from the issue):\n\n" + "\n".join(targets(sizes, f64, f32, det, fn)) + "\n"
+    text += "\n**Targets for gradcheck**:\n\n" + "\n".join(targets(sizes, f64, f32, det, fn)) + "\n"
     print(text, end="", flush=True)
     if args.write_readme:
         write_readme(text)

@@ -1,8 +1,8 @@
 """`make autograde`: grade every submission in ONE process, with a progress bar and a summary table.
 
-`grade_submissions(course, pairs)` is the single entry point the rest of the package uses; the
-sandboxed harness (student code in bubblewrap, tests in the trusted grader) replaces its body later
-without touching collect / feedback / grades. It returns one `GradeResult` per submission and
+`grade_submissions(course, pairs)` is the single entry point the rest of the package uses; it hands
+the batch to the sandboxed grader (student code in bubblewrap, tests in the trusted grader) unless
+plain nbgrader is asked for, and collect / feedback / grades never know which one graded. It returns one `GradeResult` per submission and
 records them in grading/reports/autograde.json (read by `make grades` for the anomaly list).
 """
 from __future__ import annotations
