@@ -78,7 +78,7 @@ def plain_nbgrader(course: Course, pairs) -> float:
 
 
 def ours(course: Course, pairs, jobs: int) -> float:
-    from sandboxgrader.harness import grade_submissions
+    from coursegrader.sandboxed import grade_submissions
     t0 = time.perf_counter()
     grade_submissions(course, pairs, jobs=jobs, progress=False)
     return time.perf_counter() - t0

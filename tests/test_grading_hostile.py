@@ -1,7 +1,7 @@
 """Autograding that cannot be gamed: every row of the issue's table, graded in ONE batch beside correct answers.
 
 The hostile submissions are generated from the committed release and the source's solutions
-(grading/sandboxgrader/hostile.py): each attacks the first graded function of hw1 (the input
+(grading/coursegrader/hostile.py): each attacks the first graded function of hw1 (the input
 transformer the last one). Each must earn exactly its expected score, be flagged where the table
 says so, and leave the gradebook, the solutions and the other students untouched.
 """
@@ -48,7 +48,7 @@ SANDBOX = {"home_size": 128 * 2**20}
 
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
-    from sandboxgrader import hostile
+    from coursegrader import hostile
     root = tmp_path_factory.mktemp("hostile")
     (root / "solutions").symlink_to(REAL.source, target_is_directory=True)
     shutil.copytree(REAL.release, root / "assignments")
@@ -72,7 +72,7 @@ def batch(tmp_path_factory):
 
 
 def test_every_row_is_generated():
-    from sandboxgrader import hostile
+    from coursegrader import hostile
     names = set(hostile._attacks("f", "db", "sol"))
     assert {"patch_checker", "patch_allclose", "input_transformer", "swallow_errors", "write_gradebook",
             "read_secrets", "os_exit", "loop_in_function", "loop_top_level", "sigint_ignored", "memory_bomb",
@@ -90,7 +90,7 @@ def test_rule_rows_lose_exactly_the_points_of_the_rule(batch):
     """hw2's derive-by-hand (torch absent from the grading kernel) and no-overflow (warnings are errors
     in the kernel during graded calls) rules, each attacked several ways: only the rule's test fails,
     with the rule's own message."""
-    from sandboxgrader import hostile
+    from coursegrader import hostile
     for aid, rows in hostile.RULE_ATTACKS.items():
         for name, (_, breaks, _note) in rows.items():
             r = batch["results"][f"{aid}/sample-{name}"]

@@ -17,7 +17,7 @@ import pytest
 
 from grading_fixtures import HIDDEN_MARK, TOY, TOY_POINTS, make_toy_course, toy_source
 
-from coursegrader import autograde, collect, feedback, grades, nbutil, release, samples
+from coursegrader import autograde, collect, feedback, grades, nbutil, records, release, samples
 from coursegrader.settings import Course, REPO
 
 REPO_SOLUTION = REPO / "solutions" / "hw1_matrix_gradients" / "hw1_matrix_gradients.ipynb"
@@ -436,7 +436,7 @@ def test_a_job_past_its_deadline_is_not_graded_and_autograde_fails(released, tmp
     assert cli.cmd_autograde(course, args) == 1
     err = capsys.readouterr().err
     assert "NOT GRADED toy/x-stuck" in err and "deadline of 5 s" in err
-    assert not autograde.load_records(course)[f"{TOY}/x-stuck"]["ok"]   # the summary is written
+    assert not records.load_records(course)[f"{TOY}/x-stuck"]["ok"]   # the summary is written
     grades.export(course)
     rows = {r["student"]: r for r in csv.DictReader(io.StringIO((course.reports / "grades.csv").read_text()))}
     assert rows["x-stuck"]["score"] == "" and rows["x-stuck"]["status"].startswith("NOT GRADED")
@@ -492,7 +492,7 @@ def test_the_batch_kills_a_stuck_worker_and_goes_on(monkeypatch):
 
 
 def test_unknown_sandbox_settings_are_refused(released, tmp_path):
-    from sandboxgrader.harness import sandbox_options
+    from coursegrader.sandboxed import sandbox_options
     course = fresh(released, tmp_path / "c")
     course.config.Sandbox.memroy = 2**30
     with pytest.raises(ValueError, match="memroy"):

@@ -1,58 +1,21 @@
 """`make autograde`: grade every submission in ONE process, with a progress bar and a summary table.
 
-`grade_submissions(course, pairs)` is the single entry point the rest of the package uses; it hands
-the batch to the sandboxed grader (student code in bubblewrap, tests in the trusted grader) unless
-plain nbgrader is asked for, and collect / feedback / grades never know which one graded. It returns one `GradeResult` per submission and
-records them in grading/reports/autograde.json (read by `make grades` for the anomaly list).
+`grade_submissions(course, pairs)` is the single entry point the rest of the package uses: the
+sandboxed grader (`sandboxed`: student code in bubblewrap, tests in the trusted grader) or plain
+nbgrader. It returns one `GradeResult` per submission and records them in
+grading/reports/autograde.json (`records`; read by `make grades` for the anomaly list).
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
-from dataclasses import asdict, dataclass, field
 
 from traitlets.config import Config
 
 from . import nbutil
 from .nbg import run
+from .records import GradeResult, ensure_gradebook, record
 from .settings import Course
-
-
-@dataclass
-class GradeResult:
-    assignment: str
-    student: str
-    ok: bool                      # nbgrader produced an autograded notebook
-    score: float                  # auto score (manual grades count once a grader has given them)
-    max_score: float
-    seconds: float
-    problem: str = ""             # "", "kernel died", "kernel unresponsive", "error: ..."
-    cells: dict = field(default_factory=dict)   # grade_id -> [score or None, max]
-
-    @property
-    def key(self) -> str:
-        return f"{self.assignment}/{self.student}"
-
-
-def ensure_gradebook(course: Course, assignment: str) -> None:
-    """A fresh clone has no gradebook: record the assignment from its source (release not rewritten)."""
-    from nbgrader.api import MissingEntry
-    from nbgrader.converters import GenerateAssignment
-    from traitlets.config import Config
-
-    with course.gradebook() as gb:
-        try:
-            a = gb.find_assignment(assignment)
-            if a.notebooks:
-                return
-        except MissingEntry:
-            pass
-    extra = Config()
-    extra.CourseDirectory.release_directory = "grading/.work/release"
-    r = run(course, GenerateAssignment, assignment, ".", extra=extra)
-    if not r.success:
-        raise RuntimeError(f"cannot record {assignment} in the gradebook:\n{r.error[-2000:]}")
 
 
 def _problem(log: str, error: str) -> str:
@@ -90,7 +53,7 @@ def grade_submissions(course: Course, pairs: list[tuple[str, str]], progress: bo
     """
     engine = engine or os.environ.get("GRADER", "sandbox")
     if engine == "sandbox":
-        from sandboxgrader.harness import grade_submissions as sandboxed
+        from .sandboxed import grade_submissions as sandboxed
         jobs = jobs or int(os.environ.get("JOBS") or 0) or None
         return sandboxed(course, pairs, jobs=jobs, unsafe=os.environ.get("UNSAFE") == "1", progress=progress)
     if engine != "nbgrader":
@@ -127,20 +90,6 @@ def grade_submissions_plain(course: Course, pairs: list[tuple[str, str]], progre
                                    "" if ok else _problem(r.log, r.error), cells))
     record(course, results)
     return results
-
-
-def record(course: Course, results: list[GradeResult]) -> None:
-    """Merge into grading/reports/autograde.json (latest run of each submission wins)."""
-    path = course.reports / "autograde.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
-    for r in results:
-        data[r.key] = asdict(r)
-    nbutil.write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
-
-
-def load_records(course: Course) -> dict[str, dict]:
-    path = course.reports / "autograde.json"
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def summary_table(results: list[GradeResult]) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import nbutil
-from .autograde import load_records
+from .records import load_records
 from .nbg import run
 from .settings import Course
 

@@ -13,8 +13,8 @@ import copy
 import re
 import textwrap
 
-from coursegrader import nbutil
-from coursegrader.samples import Sample, answers, fill, test_points
+from . import nbutil
+from .samples import Sample, answers, fill, test_points
 
 NOOP_CHECKS = ("check_gradient", "check_jacobian", "check_vjp", "check_jvp", "check_hessian", "check_hvp",
                "assert_gradient", "assert_jacobian", "assert_vjp", "assert_jvp", "assert_hessian", "assert_hvp")

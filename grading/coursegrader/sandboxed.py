@@ -15,8 +15,8 @@ from pathlib import Path
 
 import nbformat
 
-from .batch import Job, Options, grade_many
-from .kernel import SandboxUnavailable, check_tools
+from sandboxgrader.batch import Job, Options, grade_many
+from sandboxgrader.kernel import SandboxUnavailable, check_tools
 
 
 def assignment_files(source_dir: Path) -> dict:
@@ -100,7 +100,7 @@ def sandbox_options(course, cell_timeout: float, call_timeout: float, unsafe: bo
     :class:`~sandboxgrader.kernel.Limits`)."""
     from dataclasses import fields
 
-    from .kernel import Limits
+    from sandboxgrader.kernel import Limits
     cfg = course.config.Sandbox if "Sandbox" in course.config else {}
     names = {f.name for f in fields(Limits)}
     unknown = sorted(set(cfg) - names - {"submission_budget", "job_timeout"})
@@ -144,8 +144,8 @@ def grade_submissions(course, pairs, *, jobs: int | None = None, unsafe: bool = 
     """
     from tqdm import tqdm
 
-    from coursegrader.autograde import ensure_gradebook
-    from coursegrader.settings import ensure_venv_on_path
+    from .records import ensure_gradebook
+    from .settings import ensure_venv_on_path
 
     ensure_venv_on_path()   # nbgrader migrates the gradebook with `alembic`, found on PATH only
 
@@ -221,7 +221,7 @@ def grade_submissions(course, pairs, *, jobs: int | None = None, unsafe: bool = 
 
 def _finish(course, pairs, per_pair, missing, unknown):
     """GradeResults of the batch, recorded in grading/reports/autograde.json (always written)."""
-    from coursegrader.autograde import GradeResult, record
+    from .records import GradeResult, record
 
     results = []
     for aid, sid, nb in missing:
