@@ -141,3 +141,14 @@ def test_the_setup_cell_installs_coursetests_where_a_notebook_imports_it():
     lecture = read_nb(ROOT / "lectures" / "01_rank_and_regularization.ipynb")
     assert not stamp_badges.uses_coursetests(lecture)
     assert stamp_badges.setup_source(lecture) == stamp_badges.setup_source()
+
+
+def test_coursetests_imports_nothing_of_the_grader():
+    """Test cells import it in the student's kernel and in the grader: it may use gradcheck, never the
+    workflow or the engine (the import rule of ARCHITECTURE.md)."""
+    from test_architecture import upward_imports
+
+    modules = sorted((ROOT / "coursetests").glob("*.py"))
+    assert len(modules) >= 2
+    for path in modules:
+        assert not upward_imports(path.read_text(), "coursetests", {"coursegrader", "sandboxgrader"}), path
