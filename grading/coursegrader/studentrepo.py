@@ -85,7 +85,7 @@ def build(course: Course, dest: Path, force: bool = False) -> RepoReport:
                 if not _skip(p) and not p.is_symlink():
                     rep.files.append(_copy(p, dest / p.relative_to(repo)))
     if (dest / "Makefile").is_file():
-        (dest / "Makefile").write_text(public_makefile((dest / "Makefile").read_text(), dest))
+        nbutil.write_atomic(dest / "Makefile", public_makefile((dest / "Makefile").read_text(), dest))
     if not (repo / "README.md").exists():
         rep.warnings.append("README.md missing: the public repository has no front page")
     if not any((repo / n).exists() for n in ("LICENSE", "LICENSE.md", "LICENSE.txt")):
