@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-import grading_fixtures  # noqa: F401  (puts grading/ on sys.path)
-
 from coursegrader import feedback, nbutil, samples
 from coursegrader.autograde import grade_submissions
 from coursegrader.settings import Course

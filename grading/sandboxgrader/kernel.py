@@ -218,7 +218,9 @@ def kill_uid(uid: int, wait: float = 30.0) -> bool:
 
 
 VENV_IN_SANDBOX = "/opt/venv"         # the host's venv, seen under a neutral name
-COURSE_IN_SANDBOX = "/opt/course"     # the course package when it is an editable install in the repo
+COURSE_IN_SANDBOX = "/opt/course"     # the course packages when they are editable installs in the repo
+# The course's own packages a test cell imports (utils/, coursetests/): read-only in every kernel.
+COURSE_PACKAGES = ("gradcheck", "coursetests")
 ETC_NEEDED = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "alternatives", "fonts")
 
 
@@ -284,14 +286,14 @@ def python_layout() -> Layout:
                 with open(os.path.join(path, "direct_url.json")) as fh:
                     if '"editable": true' in fh.read():
                         blank.append(inside(os.path.join(path, "direct_url.json")))
-    try:  # the course package: an editable install lives in the repo, shown under a neutral name
-        import gradcheck
-        gdir = os.path.dirname(os.path.realpath(gradcheck.__file__))
+    for name in COURSE_PACKAGES:  # an editable install lives in the repo: shown under a neutral name
+        where = module_location(name)
+        if where is None or not os.path.isdir(where):
+            continue
+        gdir = os.path.realpath(where)
         if not any(_under(gdir, h) for h, _ in binds):
-            binds.append((gdir, f"{COURSE_IN_SANDBOX}/gradcheck"))
+            binds.append((gdir, f"{COURSE_IN_SANDBOX}/{name}"))
             pythonpath = COURSE_IN_SANDBOX
-    except ImportError:
-        pass
     return Layout(binds, sorted(set(blank)), python, pythonpath, venv_cfg)
 
 
