@@ -33,5 +33,8 @@ student-repo: install ## DEST=<dir>: public tree without solutions/, grading/, h
 	@test -n "$(DEST)" || { echo "usage: make student-repo DEST=<folder outside this repo>" >&2; exit 2; }
 	$(GRADE) student-repo "$(DEST)" $(if $(FORCE),--force)
 
+# `make test` runs the grading suites too
+test: test-grading
+
 test-grading: install ## CI of the grading workflow (all assignments in one batch)
 	$(PYTEST) -n 2 --dist loadfile tests/test_grading_machinery.py tests/test_grading_course.py tests/test_grading_hostile.py

@@ -14,12 +14,12 @@ HUBCTL     := $(HUB_PY) hub/hubctl.py --venv $(HUB_VENV) --state $(HUB_STATE)
 # `make test` runs the hub scenario too (it needs root: it creates throw-away Linux users)
 test: test-hub
 
-$(HUB_STAMP): requirements.txt utils/pyproject.toml $(wildcard utils/gradcheck/*.py)
+$(HUB_STAMP): requirements.txt utils/pyproject.toml $(wildcard utils/gradcheck/*.py coursetests/*.py)
 	@test "$$(id -u)" = 0 || { echo "the hub needs root (it creates Linux users and runs servers as them)" >&2; exit 2; }
 	@test -x $(HUB_PY) || /usr/bin/python3 -m venv $(HUB_VENV)
 	$(HUB_PY) -m pip install --quiet --upgrade pip
 	$(HUB_PY) -m pip install --quiet -r requirements.txt
-	$(HUB_PY) -m pip install --quiet --no-deps --force-reinstall ./utils
+	$(HUB_PY) -m pip install --quiet --no-deps --force-reinstall ./utils ./coursetests
 	$(HUB_PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ipykernel)" >/dev/null
 	$(HUB_PY) hub/hubctl.py --venv $(HUB_VENV) roles
 	chmod -R a+rX $(HUB_VENV)

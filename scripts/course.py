@@ -175,9 +175,11 @@ def assignment_info(path: Path) -> dict:
             "tasks": tasks, "lectures": sorted(lectures)}
 
 
-def pip_spec() -> str:
+def pip_spec(package: str = "gradcheck") -> str:
+    """What Colab's setup cell installs: a course package (gradcheck: utils/; coursetests) from the repository."""
+    folder = {"gradcheck": "utils", "coursetests": "coursetests"}[package]
     s = settings()
-    return f"gradcheck @ git+https://github.com/{s['slug']}@{s['branch']}#subdirectory=utils"
+    return f"{package} @ git+https://github.com/{s['slug']}@{s['branch']}#subdirectory={folder}"
 
 
 def read_nb(path: Path) -> dict:

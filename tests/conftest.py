@@ -1,5 +1,2 @@
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
+"""Shared by the suites under tests/. Import paths (grading/, scripts/, docs/_ext, hub/) come from
+pyproject.toml's [tool.pytest.ini_options] pythonpath: no test file sets sys.path."""

@@ -7,11 +7,7 @@ Auto-graded points: test_grad 2, test_grad_hidden 3, test_hess 1.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "grading"))
 
 TOY = "toy"
 TOY_POINTS = {"test_grad": 2.0, "test_grad_hidden": 3.0, "test_hess": 1.0}

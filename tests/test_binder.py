@@ -68,12 +68,13 @@ def test_torch_comes_from_the_cpu_index(env):
 
 def test_utils_is_installed_and_repo2docker_stages_it(env):
     local = [line for line in pip_section(env) if line.startswith("-e ")]
-    assert local == ["-e ./utils"], f"install the course package from the repository: {local}"
-    path = local[0].split(None, 1)[1]
-    # repo2docker copies the whole repository before building only for a local requirement
-    assert path.startswith("."), "a path repo2docker does not see as local is installed before it is copied"
-    project = tomllib.loads((ROOT / path / "pyproject.toml").read_text())["project"]
-    assert project["name"] == "gradcheck"
+    assert local == ["-e ./utils", "-e ./coursetests"], f"install the course packages from the repository: {local}"
+    for line, name in zip(local, ("gradcheck", "coursetests")):
+        path = line.split(None, 1)[1]
+        # repo2docker copies the whole repository before building only for a local requirement
+        assert path.startswith("."), "a path repo2docker does not see as local is installed before it is copied"
+        project = tomllib.loads((ROOT / path / "pyproject.toml").read_text())["project"]
+        assert project["name"] == name
 
 
 def test_no_config_that_overrides_the_root_files():

@@ -100,7 +100,7 @@ def colab(tmp_path_factory):
     preinstalled = base / "preinstalled"
     preinstalled.mkdir()
     for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
-        if entry.name.lower().startswith(("gradcheck", "__editable__")) or entry.suffix == ".pth":
+        if entry.name.lower().startswith(("gradcheck", "coursetests", "__editable__")) or entry.suffix == ".pth":
             continue
         (preinstalled / entry.name).symlink_to(entry)
     stub = base / "stub"
@@ -114,11 +114,13 @@ def colab(tmp_path_factory):
     utils = base / "utils"
     shutil.copytree(ROOT / "utils", utils, ignore=shutil.ignore_patterns(
         "*.egg-info", "build", "__pycache__", ".pytest_cache", ".hypothesis", "tests"))
+    coursetests = base / "coursetests"
+    shutil.copytree(ROOT / "coursetests", coursetests, ignore=shutil.ignore_patterns("*.egg-info", "build", "__pycache__"))
     python = venv / "bin" / "python"
     spec = {"argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
             "display_name": "Colab stand-in", "language": "python",
             "env": {"PYTHONPATH": f"{stub}{os.pathsep}{preinstalled}",
-                    "GRADCHECK_PIP_SPEC": str(utils),
+                    "GRADCHECK_PIP_SPEC": str(utils), "COURSETESTS_PIP_SPEC": str(coursetests),
                     # offline: numpy is "preinstalled", setuptools too (no isolated build env);
                     # pip reads PIP_NO_BUILD_ISOLATION=0 as --no-build-isolation
                     "PIP_NO_INDEX": "1", "PIP_NO_BUILD_ISOLATION": "0",
@@ -174,6 +176,28 @@ def test_colab_session_installs_gradcheck_and_runs_the_first_checks(colab, monke
         assert stdout_of(cell.outputs) == stdout_of(stored["outputs"]), \
             f"on 'Colab' this cell prints something else than the stored lecture:\n{src(stored)[:300]}"
     assert CONFIRMATION.search(stdout_of(run.cells[-1].outputs))
+
+
+def test_colab_session_runs_hw2s_visible_tests_from_coursetests(colab, monkeypatch):
+    """hw2's test cells import the course package coursetests: its setup cell installs it on Colab too."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    kernel, jupyter_path, workdir, venv = colab
+    release = read_nb(ROOT / "assignments" / "hw2_backprop" / "hw2_backprop.ipynb")
+    source = read_nb(ROOT / "solutions" / "hw2_backprop" / "hw2_backprop.ipynb")
+    by_id = {(c["metadata"].get("nbgrader") or {}).get("grade_id"): src(c) for c in source["cells"]}
+    test = next(src(c) for c in release["cells"] if (c["metadata"].get("nbgrader") or {}).get("grade_id") == "a1-test")
+    setup = next(src(c) for c in release["cells"] if stamp_badges.SETUP_TAG in c["metadata"].get("tags", []))
+    cells = [setup, "import coursetests, numpy as np\nprint(coursetests.__file__)", by_id["a1-sol"], test]
+    run = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
+    NotebookClient(run, kernel_name=kernel, timeout=300, resources={"metadata": {"path": str(workdir)}}).execute()
+    for k, cell in enumerate(run.cells):
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        assert not errors, f"cell {k}: {errors[0].ename}: {errors[0].evalue}"
+    assert Path(stdout_of(run.cells[1].outputs).strip()).is_relative_to(venv), "coursetests not from the fresh venv"
+    assert stdout_of(run.cells[3].outputs) == "forward_univariate: tests passed\n"
 
 
 # ------------------------------------------------------------------------------------------------

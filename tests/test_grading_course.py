@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pytest
 
-import grading_fixtures  # noqa: F401  (puts grading/ on sys.path)
-
 from coursegrader import autograde, feedback, grades, nbutil, release, samples
 from coursegrader.settings import Course, GRADING
 
@@ -168,6 +166,52 @@ def test_student_repo_has_no_private_material(tmp_path):
     (tmp_path / "busy" / "x.txt").write_text("keep me")
     with pytest.raises(ValueError, match="not empty"):
         studentrepo.build(REAL, tmp_path / "busy")
+
+
+def _make(dest, *args, env=None):
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=dest, capture_output=True, text=True,
+                          env=env, timeout=1800)
+
+
+def test_student_repo_makefile_offers_only_what_exists_there(tmp_path):
+    """The public tree's `make help` lists only targets that work there, `make test` runs its suites
+    (gradcheck's tests and the lectures), and its gradcheck suite passes (run with this .venv)."""
+    import os
+    import re
+    import sys
+
+    from coursegrader import studentrepo
+    dest = tmp_path / "public"
+    studentrepo.build(REAL, dest)
+    listed = _make(dest, "help")
+    assert listed.returncode == 0, listed.stderr
+    targets = re.findall(r"^  make (\S+)", listed.stdout, re.M)
+    assert {"install", "lab", "test", "test-utils", "test-lectures", "lint"} <= set(targets), targets
+    for private in ("formgrader", "test-repo", "test-grading", "test-browser", "bench", "bench-grading", "release",
+                    "autograde", "site", "hub", "test-hub"):
+        assert private not in targets, f"the public `make help` offers {private}, which needs private files"
+    for target in targets:
+        dry = _make(dest, "-n", target)
+        assert dry.returncode == 0, f"`make -n {target}` fails in the public tree: {dry.stderr}"
+    dry = _make(dest, "-n", "test")
+    assert "pytest tests --doctest-modules gradcheck" in dry.stdout and "--nbval" in dry.stdout, dry.stdout
+    assert "grading" not in dry.stdout and "tests/" not in dry.stdout.replace("pytest tests --doctest", ""), dry.stdout
+    # the public suite itself: gradcheck's tests and doctests, in the public tree, with this environment
+    venv = Path(sys.executable).parent.parent
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    run = _make(dest, f"VENV={venv}", "-o", "install", "test-utils", env=env)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    assert re.search(r"\d+ passed", run.stdout) and " failed" not in run.stdout, run.stdout[-2000:]
+
+
+def test_public_makefile_drops_only_the_blocks_whose_files_are_absent(tmp_path):
+    from coursegrader.studentrepo import public_makefile
+    (tmp_path / "here").mkdir()
+    text = ("a: ## kept\nifneq ($(wildcard here),)\nb: ## kept too\nendif\n"
+            "ifneq ($(wildcard gone/x.py also_gone),)\nc: ## dropped\nendif\nd:\n")
+    assert public_makefile(text, tmp_path) == "a: ## kept\nifneq ($(wildcard here),)\nb: ## kept too\nendif\nd:\n"
+    with pytest.raises(ValueError, match="endif"):
+        public_makefile("ifneq ($(wildcard gone),)\nc:\n", tmp_path)
 
 
 def test_grading_state_is_git_ignored():

@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-import grading_fixtures  # noqa: F401  (puts grading/ on sys.path)
-
 from coursegrader import feedback, nbutil, samples
 from coursegrader.autograde import grade_submissions
 from coursegrader.settings import Course
@@ -35,17 +33,22 @@ NEIGHBOURS = ("hw1_matrix_gradients", "hw2_backprop", "hw4_low_rank", "hw6_rando
 FLAGGED = {"hostile_patch_checker": "tampering suspected", "hostile_input_transformer": "tampering suspected",
            "hostile_os_exit": "kernel died", "hostile_loop_in_function": "CallTimeout",
            "hostile_loop_top_level": "timed out",
-           "hostile_print_flood": "OutputFlood", "hostile_fork_bomb": "fork bomb",
+           "hostile_print_flood": "OutputFlood",
+           "hostile_fork_bomb": ("fork bomb", "process budget", "CallTimeout"),   # (the bomb or its deadline first)
            "hostile_test_cells": "restored and run", "hostile_sigint_ignored": "timed out",
            "hostile_trickle_reply": "CallTimeout", "hostile_disk_fill": "disk budget",
            "hostile_huge_reply": "refused",
+           "hostile_huge_messages": "output too large", "hostile_huge_error": "output too large",
+           "hostile_huge_display_in_call": "output too large",
+           # the cell's output limit (characters kept) or the bound on messages per cell: either cuts it first
+           "hostile_message_flood": ("output too large", "printed too much"),
            # which budget stops these first depends on the machine's speed: any is a secure verdict
            "hostile_memory_fanout": ("memory budget of the kernel", "CallTimeout"),
            "hostile_memory_bomb": ("MemoryError", "CallTimeout"),   # (its 1-core quota makes 3 GiB slow)
            "hostile_cpu_fanout": ("processes left running", "CallTimeout", "fork bomb")}
 # the sandbox's limits for this batch (nbgrader_config.py's c.Sandbox): small, so the rows are cheap
 # (the time budget per submission is tested alone: tests/test_grading_machinery.py)
-SANDBOX = {"home_size": 128 * 2**20}
+SANDBOX = {"home_size": 128 * 2**20, "message_bytes": 2**20}
 
 
 def _course(tmp_path_factory, name: str, timeout: int) -> Course:
@@ -89,7 +92,8 @@ def test_every_row_is_generated():
     assert {"patch_checker", "patch_allclose", "input_transformer", "swallow_errors", "write_gradebook",
             "read_secrets", "os_exit", "loop_in_function", "loop_top_level", "sigint_ignored", "memory_bomb",
             "fork_bomb", "print_flood", "trickle_reply", "memory_fanout", "cpu_fanout",
-            "disk_fill", "huge_reply"} <= names
+            "disk_fill", "huge_reply", "huge_messages", "huge_error", "message_flood",
+            "huge_display_in_call"} <= names
 
 
 def test_each_submission_earns_exactly_its_expected_score(batch):

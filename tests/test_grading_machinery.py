@@ -484,6 +484,29 @@ def test_a_hidden_test_cut_by_the_time_budget_leaves_the_submission_not_graded(r
         assert grades_ and all(g.auto_score is None and g.needs_manual_grade for g in grades_)
 
 
+def test_a_submission_past_its_cpu_budget_is_not_graded(released, tmp_path):
+    """CPU, not time: the graded call burns 5 CPU seconds in busy children and threads (each under the
+    per-process limit) against the kernel tree's budget of 4 (c.Sandbox.cpu_seconds), counted by the
+    cgroup; timeouts far away, so whatever the load the budget is what stops it: NOT graded."""
+    course = fresh(released, tmp_path / "c", timeout=600)
+    course.config.Sandbox.cpu_seconds = 4
+    nb = [s for s in samples.build_course(course) if s.name == "solution"][0].notebooks["toy.ipynb"]
+    for c in nb["cells"]:
+        if nbutil.grade_id(c) == "answer_grad":
+            c["source"] = nbutil.src(c) + (
+                "\n_fast = grad_f\ndef grad_f(A, x):\n    import os, threading, time\n"
+                "    if threading.current_thread().name == 'sg-agent':\n"
+                "        def burn(clock, s):\n            while clock() < s:\n                pass\n"
+                "        kids = [pid for pid in (os.fork() for _ in range(5)) if pid or (burn(time.process_time, 1.0)"
+                " or os._exit(0))]\n"
+                "        th = [threading.Thread(target=burn, args=(time.thread_time, 0.3)) for _ in range(2)]\n"
+                "        [t.start() for t in th]; [t.join() for t in th]; [os.waitpid(k, 0) for k in kids]\n"
+                "    return _fast(A, x)\n")
+    nbutil.write_nb(course.submitted / "x-burn" / TOY / "toy.ipynb", nb)
+    r = autograde.grade_submissions(course, course.submissions(), progress=False)[0]
+    assert not r.ok and "CPU budget of 4 s (whole kernel tree) exhausted" in r.problem, r.problem
+
+
 FAKE_WORKER = """
 import json, sys, time
 for line in sys.stdin:

@@ -4,7 +4,6 @@ The hub itself runs in `make test-hub` (hub/tests/)."""
 import json
 import os
 import re
-import sys
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -12,11 +11,9 @@ import yaml
 from traitlets.config.loader import PyFileConfigLoader
 
 import course
+import hubctl
 import stamp_badges
 from course import ROOT
-
-sys.path.insert(0, str(ROOT / "hub"))
-import hubctl  # noqa: E402
 
 
 def test_course_id_is_read_from_course_toml():

@@ -8,16 +8,13 @@ import datetime as dt
 import os
 import pwd
 import shutil
-import sys
 
 import pytest
 
 from course import ROOT
-
-sys.path.insert(0, str(ROOT / "grading"))
-from coursegrader import exchange  # noqa: E402
-from coursegrader.collect import collect, report  # noqa: E402
-from coursegrader.settings import Course  # noqa: E402
+from coursegrader import exchange
+from coursegrader.collect import collect, report
+from coursegrader.settings import Course
 
 AID = "hw1_matrix_gradients"
 ME = pwd.getpwuid(os.getuid()).pw_name

@@ -26,9 +26,7 @@ import pytest
 import scipy.linalg
 
 from course import ROOT, read_nb
-
-sys.path.insert(0, str(ROOT / "grading"))
-from sandboxgrader.kernel import Limits  # noqa: E402
+from sandboxgrader.kernel import Limits
 
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 MUTATIONS = tomllib.loads((ROOT / "grading" / "mutations.toml").read_text())

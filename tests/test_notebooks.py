@@ -40,7 +40,7 @@ def test_badge_points_at_own_path_and_setup_cell_present(path):
     assert f"]({colab_url(path)})" in src(first), f"badge must point at {colab_url(path)}"
     assert (ROOT / colab_url(path).split("/blob/", 1)[1].split("/", 1)[1]).exists()
     assert stamp_badges.SETUP_TAG in second["metadata"].get("tags", []), "second cell must be the setup cell"
-    assert src(second) == stamp_badges.setup_source(), "setup cell is stale: run `make badges`"
+    assert src(second) == stamp_badges.setup_source(nb), "setup cell is stale: run `make badges`"
 
 
 def test_stamps_are_current():

@@ -3,16 +3,14 @@ import base64
 import io
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "grading"))
+from sandboxgrader import wire
 
-from sandboxgrader import wire  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 HAVE_SANDBOX = shutil.which("bwrap") is not None and os.geteuid() == 0
 if not HAVE_SANDBOX and os.environ.get("CI") == "true":
@@ -301,7 +299,8 @@ def small():
     """A kernel with small budgets, so each bound is cheap to hit."""
     from sandboxgrader.kernel import Limits
     from sandboxgrader.session import Session
-    s = Session(slot=92, limits=Limits(memory=768 * 2**20, reply_bytes=2**20, home_size=16 * 2**20),
+    s = Session(slot=92, limits=Limits(memory=768 * 2**20, reply_bytes=2**20, home_size=16 * 2**20,
+                                       message_bytes=2**20),
                 files={"data.txt": b"1 2 3\n"}).start()
     yield s
     s.shutdown()
@@ -368,6 +367,43 @@ def test_an_oversized_reply_is_refused_unread(small):
     run_ok(small, "def big(x):\n    return 'x' * (3 * 2**20)\n")
     ok, _, err = TrustedRunner(small, call_timeout=10).run("big(1)", "big")
     assert not ok and "WireError" in err and "refused" in err
+
+
+@needs_sandbox
+@pytest.mark.parametrize("code", ["print('x' * (3 * 2**20))",
+                                  "from IPython.display import display\ndisplay({'text/plain': 'x' * 3 * 2**20}, raw=True)",
+                                  "raise ValueError('x' * (3 * 2**20))"], ids=["stream", "display", "reply"])
+def test_a_message_above_the_cap_ends_the_cell_at_once_and_keeps_the_kernel(small, code):
+    """Refused (1 MiB cap here), detected at once -- not at the cell's timeout -- and flagged; the
+    kernel keeps its state and the next cell's output arrives whole."""
+    before = small.usage()["too_large"]
+    run = small.run_cell("kept = 41\n" + code, timeout=600)
+    assert run.status in ("ok", "error") and run.too_large, (run.status, run.ename, run.evalue)
+    assert run.status == "ok" or run.ename in ("OutputTooLarge", "ValueError")
+    assert small.usage()["too_large"] > before
+    assert run_ok(small, "print(kept + 1)").strip() == "42"
+
+
+@needs_sandbox
+def test_a_flood_of_messages_just_under_the_cap_is_bounded_per_cell(small):
+    run = small.run_cell("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)   # deaf to the interrupt\n"
+                         "from IPython.display import display\nfor _ in range(40):\n"
+                         "    display({'text/plain': 'x' * (2**20 - 4096)}, raw=True)\n", timeout=600)
+    # read in order: at most FLOOD_MESSAGES x the cap, then iopub is closed until the cell is over
+    assert run.truncated and run.too_large and run.status != "dead", (run.status, run.ename)
+    assert run_ok(small, "print('after')").strip() == "after"
+
+
+@needs_sandbox
+def test_a_message_refused_during_a_call_is_counted_and_the_next_cell_is_whole(small):
+    from sandboxgrader.trusted import TrustedRunner
+    run_ok(small, "def shows(x):\n    from IPython.display import display\n"
+                  "    display({'text/plain': 'x' * (3 * 2**20)}, raw=True)\n    return x + 1\n")
+    before = small.usage()["too_large"]
+    ok, _, err = TrustedRunner(small, call_timeout=10).run("assert shows(1) == 2", "shows")
+    assert ok, err
+    assert run_ok(small, "print('next')").strip() == "next"   # its output was not lost with the refused message
+    assert small.usage()["too_large"] == before + 1
 
 
 @needs_sandbox

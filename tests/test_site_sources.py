@@ -7,16 +7,13 @@
 - The site's notebook reader (docs/_ext/course_site.py) and the data the pages are made of.
 """
 import re
-import sys
 
 import pytest
 
+import course_site
 import stamp_badges
 from course import (ROOT, assignment_info, colab_url, lecture_info, lecture_notebooks, read_nb,
                     release_notebooks, source_notebooks, src)
-
-sys.path.insert(0, str(ROOT / "docs" / "_ext"))
-import course_site  # noqa: E402
 
 NOTEBOOKS = lecture_notebooks() + source_notebooks() + release_notebooks()
 RELATIVE = re.compile(r"(?<!!)\[[^\]\n]*\]\((?![a-zA-Z][a-zA-Z0-9+.-]*:|[#/])([^)\s#]+\.ipynb)(#[^)\s]*)?\)")
@@ -61,11 +58,27 @@ def test_link_stamping_is_idempotent_and_follows_course_toml():
     assert stamp_badges.stamp_links(stale, nb) == once, "a companion with an old URL is regenerated"
 
 
-def test_readme_lecture_table_is_current():
+def test_readme_lecture_and_assignment_tables_are_current():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert stamp_badges.stamp_readme(text) == text, "README.md's lecture table is stale: run `make badges`"
+    assert stamp_badges.stamp_readme(text) == text, "README.md's lecture or assignment table is stale: run `make badges`"
+    assert stamp_badges.main(["--check", "--readme"]) == 0
     for path in lecture_notebooks():
         assert f"[{lecture_info(path)['title']}]({path.relative_to(ROOT).as_posix()})" in text
+    table = text.split(stamp_badges.ASSIGNMENTS_START)[1].split(stamp_badges.ASSIGNMENTS_END)[0]
+    rows = [r for r in table.splitlines() if r.startswith("| ") and "](assignments/" in r]
+    assert len(rows) == len(source_notebooks()) >= 6, rows
+    for path, row in zip(source_notebooks(), rows):
+        info = assignment_info(path)
+        assert f"](assignments/{info['id']}/{info['id']}.ipynb)" in row and row.endswith(f"| {info['points']} |"), row
+
+
+def test_a_stale_readme_table_is_regenerated():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    row = next(r for r in text.splitlines() if "](assignments/hw1_matrix_gradients/" in r)
+    stale = text.replace(row, row.rsplit("|", 2)[0] + "| 999 |")
+    assert stale != text and stamp_badges.stamp_readme(stale) == text
+    with pytest.raises(SystemExit, match="assignments:start"):
+        stamp_badges.stamp_readme(text.replace(stamp_badges.ASSIGNMENTS_START, ""))
 
 
 @pytest.mark.parametrize("path", lecture_notebooks(), ids=ids(lecture_notebooks()))

@@ -136,6 +136,21 @@ def _attacks(fn: str, db_path: str, solutions_path: str) -> dict:
             """), True, True, "writes 1.5 GB into its home (main: host disk, 2.7 s)"),
         "huge_reply": (_replace_body(fn, "return 'x' * (60 * 2**20)"), True, True,
                        "the graded function returns 60 MiB (main: 1.45 GB and 9 s in the grader)"),
+        # output messages above the grader's cap (c.Sandbox.message_bytes; 1 MiB in CI): refused, the cell
+        # ends at once (not at its timeout), the kernel keeps its state, flagged
+        "huge_messages": ("print('x' * (4 * 2**20))   # one output message above the cap\n", False, False,
+                          "an output message above the cap (main: ten of 300 MB took a worker to 3.3 GB)"),
+        "huge_error": ("raise ValueError('x' * (4 * 2**20))   # the execute_reply itself above the cap\n",
+                       False, False, "an error whose reply is above the cap (main: the cell waited its timeout)"),
+        "message_flood": ("from IPython.display import display\nfor _ in range(8):\n"
+                          "    display({'text/plain': 'x' * (2**20 - 4096)}, raw=True)   # each just under the cap\n",
+                          False, False, "8 messages just under the cap: the total per cell is bounded too"),
+        "huge_display_in_call": (f"_quiet_{fn} = {fn}\n" + _replace_body(
+                                     fn, "import threading\nif threading.current_thread().name == 'sg-agent':\n"
+                                         "    from IPython.display import display\n"
+                                         "    display({'text/plain': 'x' * (4 * 2**20)}, raw=True)\n"
+                                         f"return _quiet_{fn}(*args, **kwargs)"),
+                                 False, False, "every graded call displays 4 MiB (refused; the next cell unharmed)"),
         "print_flood": (f"_quiet_{fn} = {fn}\n" + _replace_body(
                             fn, f"for i in range(10**6):\n    print(i)\nreturn _quiet_{fn}(*args, **kwargs)"),
                         False, True, "the graded function prints 1M lines (nbgrader: 0, 70 s)"),

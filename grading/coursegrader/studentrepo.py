@@ -6,12 +6,17 @@ every gradebook therefore never get there, whatever is added to the private repo
 written tree is then scanned: a solution or hidden-test marker, a hidden-test line or (in
 assignments/) a solution line fails the command.
 
+The Makefile is copied without its blocks ``ifneq ($(wildcard <paths>),) … endif`` whose paths are
+not in the public tree (formgrader, test-repo, the benchmarks): `make help` there lists only targets
+that work, and `make test` runs the suites the public tree has.
+
 DEST must be empty, new, or a clone of the public repository (it has `.git`): then everything but
 `.git` is replaced, so deleted files disappear from the public repo too.
 """
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +25,9 @@ from . import nbutil
 from .settings import Course
 
 PUBLIC = ["README.md", "LICENSE", "LICENSE.md", "LICENSE.txt", "CITATION.cff", ".gitignore",
-          "requirements.txt", "environment.yml", "Makefile", "course.toml", "apt.txt", "postBuild",
-          "runtime.txt", "binder", "lectures", "assignments", "utils", "scripts"]
-REQUIRED = ["assignments", "utils", "Makefile", "requirements.txt", "environment.yml"]
+          "requirements.txt", "environment.yml", "Makefile", "pyproject.toml", "course.toml", "apt.txt", "postBuild",
+          "runtime.txt", "binder", "lectures", "assignments", "utils", "coursetests", "scripts"]
+REQUIRED = ["assignments", "utils", "coursetests", "Makefile", "requirements.txt", "environment.yml"]
 SKIP_NAMES = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache", ".hypothesis", "build", "dist",
               ".DS_Store", ".git", ".venv", "node_modules"}
 SKIP_SUFFIXES = (".pyc", ".egg-info", ".tmp", ".db", ".sqlite")
@@ -79,12 +84,39 @@ def build(course: Course, dest: Path, force: bool = False) -> RepoReport:
                 p = Path(root) / f
                 if not _skip(p) and not p.is_symlink():
                     rep.files.append(_copy(p, dest / p.relative_to(repo)))
+    if (dest / "Makefile").is_file():
+        nbutil.write_atomic(dest / "Makefile", public_makefile((dest / "Makefile").read_text(), dest))
     if not (repo / "README.md").exists():
         rep.warnings.append("README.md missing: the public repository has no front page")
     if not any((repo / n).exists() for n in ("LICENSE", "LICENSE.md", "LICENSE.txt")):
         rep.warnings.append("no LICENSE file: students may not reuse the material")
     rep.problems = scan(course, dest)
     return rep
+
+
+_GUARD = re.compile(r"^ifneq \(\$\(wildcard ([^)]*)\),\)\s*$")
+
+
+def public_makefile(text: str, tree: Path) -> str:
+    """The Makefile without its ``ifneq ($(wildcard <paths>),)`` … ``endif`` blocks (not nested) whose
+    paths do not exist in ``tree``: make would skip them there anyway, but `make help` reads the text."""
+    out, dropping = [], None
+    for line in text.splitlines(keepends=True):
+        m = _GUARD.match(line)
+        if dropping is None and m:
+            present = any(list(tree.glob(p)) for p in m.group(1).split())
+            dropping = not present
+            if dropping:
+                continue
+        elif dropping is not None and line.strip() == "endif":
+            was, dropping = dropping, None
+            if was:
+                continue
+        if not dropping:
+            out.append(line)
+    if dropping is not None:
+        raise ValueError("Makefile: an `ifneq ($(wildcard …),)` block has no `endif`")
+    return "".join(out)
 
 
 def _copy(src: Path, dst: Path) -> str:

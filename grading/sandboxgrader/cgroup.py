@@ -19,13 +19,16 @@ import time
 
 V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
 GROUP = "sandboxgrader"
+# where the hierarchies and this process's place in them are read (a test points them at a fake tree)
+MOUNTINFO = "/proc/self/mountinfo"
+PROC_CGROUP = "/proc/self/cgroup"
 
 
 def _own_paths() -> dict[str, str]:
     """hierarchy key ("" for v2, else the controller) -> this process's cgroup path."""
     out = {}
     try:
-        with open("/proc/self/cgroup") as fh:
+        with open(PROC_CGROUP) as fh:
             for line in fh:
                 num, ctrls, path = line.rstrip("\n").split(":", 2)
                 if num == "0" and ctrls == "":
@@ -42,7 +45,7 @@ def _mounts() -> dict[str, str]:
     """hierarchy key ("" for v2, else each controller) -> mount point."""
     out = {}
     try:
-        with open("/proc/self/mountinfo") as fh:
+        with open(MOUNTINFO) as fh:
             for line in fh:
                 left, _, right = line.partition(" - ")
                 fields, rest = left.split(), right.split()
@@ -142,12 +145,12 @@ class KernelCgroup:
         # or a container's root), else under the root of the hierarchy
         for parent in (os.path.join(mount, own.lstrip("/")), mount):
             base = os.path.join(parent, GROUP)
+            avail = set(_read(f"{parent}/cgroup.controllers").split())
+            if not want <= avail:   # (checked first: no stray group left where we may not delegate)
+                continue
             try:
                 os.makedirs(base, exist_ok=True)
             except OSError:
-                continue
-            avail = set(_read(f"{parent}/cgroup.controllers").split())
-            if not want <= avail:
                 continue
             _write(f"{parent}/cgroup.subtree_control", "+memory +pids +cpu")
             _write(f"{base}/cgroup.subtree_control", "+memory +pids +cpu")

@@ -218,7 +218,9 @@ def kill_uid(uid: int, wait: float = 30.0) -> bool:
 
 
 VENV_IN_SANDBOX = "/opt/venv"         # the host's venv, seen under a neutral name
-COURSE_IN_SANDBOX = "/opt/course"     # the course package when it is an editable install in the repo
+COURSE_IN_SANDBOX = "/opt/course"     # the course packages when they are editable installs in the repo
+# The course's own packages a test cell imports (utils/, coursetests/): read-only in every kernel.
+COURSE_PACKAGES = ("gradcheck", "coursetests")
 ETC_NEEDED = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "alternatives", "fonts")
 
 
@@ -284,14 +286,14 @@ def python_layout() -> Layout:
                 with open(os.path.join(path, "direct_url.json")) as fh:
                     if '"editable": true' in fh.read():
                         blank.append(inside(os.path.join(path, "direct_url.json")))
-    try:  # the course package: an editable install lives in the repo, shown under a neutral name
-        import gradcheck
-        gdir = os.path.dirname(os.path.realpath(gradcheck.__file__))
+    for name in COURSE_PACKAGES:  # an editable install lives in the repo: shown under a neutral name
+        where = module_location(name)
+        if where is None or not os.path.isdir(where):
+            continue
+        gdir = os.path.realpath(where)
         if not any(_under(gdir, h) for h, _ in binds):
-            binds.append((gdir, f"{COURSE_IN_SANDBOX}/gradcheck"))
+            binds.append((gdir, f"{COURSE_IN_SANDBOX}/{name}"))
             pythonpath = COURSE_IN_SANDBOX
-    except ImportError:
-        pass
     return Layout(binds, sorted(set(blank)), python, pythonpath, venv_cfg)
 
 
@@ -426,6 +428,7 @@ class SandboxKernel:
         self.km = None
         self.client = None
         self.iopub_monitor = None
+        self.shell_monitor = None
         self._main_pid = None
         self._log = None
 
@@ -500,7 +503,42 @@ class SandboxKernel:
         # a message above the size cap disconnects iopub (and is dropped); the monitor tells the
         # waiting grader at once, so it does not wait for an "idle" that went down with it
         self.iopub_monitor = client.iopub_channel.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        # the same on shell: an execute_reply above the cap (a huge error message) is lost with it
+        self.shell_monitor = client.shell_channel.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         return self
+
+    def reconnect_iopub(self, connect: bool = True) -> None:
+        """A fresh iopub socket (and its monitor): ZMQ does not reconnect after a refused message
+        (a protocol error ends the connection for good). Closing the old one drops what it queued;
+        ``connect=False`` leaves iopub closed (a flood: nothing is read until the cell is over)."""
+        client = self.client
+        if self.iopub_monitor is not None:
+            try:
+                client.iopub_channel.socket.disable_monitor()
+            except Exception:  # noqa: BLE001 - already closed
+                pass
+            self.iopub_monitor.close(linger=0)
+            self.iopub_monitor = None
+        if client._iopub_channel is not None:
+            client._iopub_channel.close()
+            client._iopub_channel = None
+        if connect:
+            self.iopub_monitor = client.iopub_channel.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+
+    def reconnect_shell(self) -> None:
+        """A fresh shell socket after a refused reply, under a new identity (the kernel's ROUTER may
+        not have seen the old connection go yet, and ignores a second peer with the same one)."""
+        client = self.client
+        try:
+            client.shell_channel.socket.disable_monitor()
+        except Exception:  # noqa: BLE001 - already closed
+            pass
+        if self.shell_monitor is not None:
+            self.shell_monitor.close(linger=0)
+        client.shell_channel.close()
+        client._shell_channel = client.shell_channel_class(client.connect_shell(identity=os.urandom(16)),
+                                                           client.session, client.ioloop)
+        self.shell_monitor = client.shell_channel.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
 
     def start(self, timeout: float = 60) -> "SandboxKernel":
         return self.launch().connect(timeout)
@@ -565,6 +603,13 @@ class SandboxKernel:
             if self.iopub_monitor is not None:
                 self.iopub_monitor.close(linger=0)
                 self.iopub_monitor = None
+            if getattr(self, "shell_monitor", None) is not None:
+                try:
+                    self.client.shell_channel.socket.disable_monitor()
+                except Exception:  # noqa: BLE001 - already closed
+                    pass
+                self.shell_monitor.close(linger=0)
+                self.shell_monitor = None
             self.client.stop_channels()
         if self.km is not None:
             try:

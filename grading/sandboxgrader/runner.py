@@ -194,6 +194,9 @@ def budget_flags(session: Session) -> list[str]:
         out.append(f"process budget of the kernel ({lim.processes}) exhausted: {use['pids_max']} fork(s) refused")
     if use["left_running"]:
         out.append(f"processes left running after a call (busy children, a bomb): {use['left_running']} killed")
+    if use["too_large"]:
+        out.append(f"output too large: {use['too_large']} time(s) a message above {lim.message_bytes / 2**20:g} MiB "
+                   "(or a flood of them) was refused")
     if use["home_full"]:
         out.append(f"disk budget of the kernel's home ({lim.home_size / 2**20:g} MiB) filled")
     return out
@@ -282,7 +285,10 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
                              f"{cell_timeout:.0f} s: interrupted")
             cell.outputs.append(nbformat.v4.new_output("error", ename="TimeoutError", evalue=run.evalue,
                                                        traceback=[f"TimeoutError: {run.evalue}"]))
-        if run.truncated:
+        if run.too_large:
+            res.flags.append(f"cell {count} ({meta.get('grade_id') or 'student cell'}): output too large "
+                             f"(a message above {session.limits.message_bytes / 2**20:g} MiB, or a flood): refused")
+        elif run.truncated:
             res.flags.append(f"cell {count} printed too much: output truncated")
         if not is_test(cell):
             if not is_answer(cell) and not cell.metadata.get("student_cell"):
@@ -351,6 +357,11 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
             cell.outputs = [nbformat.from_dict(o) for o in cell.outputs]
     if session.reaped:
         res.flags.append(f"runaway processes (a fork bomb?): {session.reaped} killed")
+    session.sync_output()   # (a message refused during the hidden tests counts too)
+    why = exhausted()   # (spent in the last tests: the budget counts to the end)
+    if why and not res.error:
+        res.error = f"{why} by the end of the tests: not graded"
+        res.flags.insert(0, res.error)
     res.flags += budget_flags(session)
     res.nb = nbformat.v4.new_notebook(cells=cells, metadata=copy.deepcopy(source_nb.metadata))
     res.calls, res.call_seconds = trusted.calls, trusted.call_seconds

@@ -29,6 +29,7 @@ from .kernel import Limits, SandboxKernel
 CELL_OUTPUT_LIMIT = 200_000        # characters of output kept per cell (feedback)
 CALL_OUTPUT_LIMIT = 2_000_000      # characters a proxied call may print before it is stopped
 INTERRUPT_GRACE = 3.0
+FLOOD_MESSAGES = 4   # a cell or call may send this many messages' worth (x message_bytes) in all
 PIDS_SLACK = 4   # threads a call may start and leave (its watchdog, a library's pool)
 
 
@@ -44,6 +45,10 @@ class OutputFlood(RuntimeError):
     """A call printed more than its output limit."""
 
 
+class MessageTooLarge(RuntimeError):
+    """The kernel's reply was above the message cap: refused, so it will never arrive."""
+
+
 @dataclass
 class CellRun:
     status: str                      # ok | error | timeout | dead | flood
@@ -52,6 +57,7 @@ class CellRun:
     evalue: str = ""
     seconds: float = 0.0
     truncated: bool = False
+    too_large: bool = False          # a message above the cap was refused (its output is lost)
 
 
 class Session:
@@ -66,8 +72,11 @@ class Session:
         self.reaped = 0     # runaway processes killed (fork bombs)
         self.recovery_seconds = 0.0   # spent restarting kernels: on nobody's clock
         # budget hits of the kernel tree, over every kernel of this session (see usage())
-        self.hits = {"oom_kill": 0, "pids_max": 0, "left_running": 0, "home_full": 0}
+        self.hits = {"oom_kill": 0, "pids_max": 0, "left_running": 0, "home_full": 0, "too_large": 0}
         self._cpu_done = 0.0
+        self._too_large = False   # set by _wait: a message of the current cell was refused
+        self._calls_since_sync = False
+        self._iopub_dropped = False
         self._sock = None
         self.on_callback = _no_callbacks   # set by the trusted runner
         self._pids_base = 0
@@ -230,10 +239,13 @@ class Session:
         poller = zmq.Poller()   # wake on the first message instead of sleeping in short polls
         poller.register(shell.socket, zmq.POLLIN)
         poller.register(iopub.socket, zmq.POLLIN)
-        monitor = self.kernel.iopub_monitor
-        if monitor is not None:
-            poller.register(monitor, zmq.POLLIN)
-        dropped = False
+        monitor, shell_monitor = self.kernel.iopub_monitor, self.kernel.shell_monitor
+        for mon in (monitor, shell_monitor):
+            if mon is not None:
+                poller.register(mon, zmq.POLLIN)
+        dropped = flooded = False
+        received = 0   # what iopub brought during this wait, whoever it claims to be for
+        flood_limit = FLOOD_MESSAGES * self.limits.message_bytes
         while reply is None or not (idle or dropped):
             now = time.monotonic()
             if interrupted_at is None and now > deadline:
@@ -247,20 +259,43 @@ class Session:
                 raise KernelDied("the kernel died")
             while monitor is not None and monitor.poll(0):
                 recv_monitor_message(monitor)   # iopub lost a message above the cap: no "idle" to wait for
-                dropped = truncated = True
+                dropped = self._too_large = True
+            if shell_monitor is not None and shell_monitor.poll(0) and reply is None:
+                # the reply went down with the connection (above the cap) -- or the kernel died: ask it
+                recv_monitor_message(shell_monitor)
+                if self._answers(hard_stop):   # alive, so the cell is over: its reply was refused
+                    self.kernel.reconnect_shell()
+                    self._iopub_dropped = dropped   # (its error message was likely refused on iopub too)
+                    raise MessageTooLarge(f"the kernel's reply was above the cap of {self.limits.message_bytes} "
+                                          "bytes: refused")
+                raise KernelDied("the kernel died")
             while shell.msg_ready() and time.monotonic() < hard_stop:
                 m = shell.get_msg(timeout=0)
                 if m["parent_header"].get("msg_id") == msg_id:
                     reply = m
-            while iopub.msg_ready() and time.monotonic() < hard_stop:   # a flood cannot keep us here
+            while not flooded and iopub.msg_ready() and time.monotonic() < hard_stop:   # a flood cannot keep us
                 m = iopub.get_msg(timeout=0)
+                t, c = m["msg_type"], m["content"]
+                size = _size(c)
+                received += size
+                if received > flood_limit:
+                    # many messages just under the cap (or sent as someone else's): stop reading, drop
+                    # what is queued, stop the cell; iopub comes back once the reply is in
+                    self.kernel.interrupt()
+                    poller.unregister(iopub.socket)
+                    if monitor is not None:
+                        poller.unregister(monitor)
+                    self.kernel.reconnect_iopub(connect=False)
+                    monitor = None
+                    dropped = flooded = truncated = self._too_large = True
+                    if collect is None:
+                        raise OutputFlood(f"sent more than {flood_limit} bytes of output")
+                    break
                 if m["parent_header"].get("msg_id") != msg_id:
                     continue
-                t, c = m["msg_type"], m["content"]
                 if t == "status" and c.get("execution_state") == "idle":
                     idle = True
                 elif t in ("stream", "display_data", "execute_result", "error"):
-                    size = len(c.get("text", "")) + sum(len(str(v)) for v in c.get("data", {}).values())
                     printed += size
                     if printed > out_limit:
                         if collect is None:   # a proxied call: a flood is a failure
@@ -272,6 +307,8 @@ class Session:
                         continue
                     if collect is not None:
                         collect.append(_to_output(t, c))
+        if dropped:
+            self.hits["too_large"] += 1
         if dropped and not self._resync_iopub(max(hard_stop, time.monotonic() + 10)):
             raise CallTimeout("the kernel's output channel did not come back after a message above the cap")
         status = reply["content"].get("status")
@@ -285,6 +322,7 @@ class Session:
         kernel_info request is repeated until its own "busy"/"idle" arrives on iopub (as
         jupyter_client's nudge does), so the next cell's messages are not lost.
         """
+        self.kernel.reconnect_iopub()
         iopub = self.client.iopub_channel
         while time.monotonic() < deadline:
             mid = self.client.kernel_info()
@@ -294,16 +332,63 @@ class Session:
                     continue
                 m = iopub.get_msg(timeout=0)
                 if m["parent_header"].get("msg_id") == mid:
-                    monitor = self.kernel.iopub_monitor
-                    while monitor is not None and monitor.poll(0):   # (events of the drop itself)
-                        recv_monitor_message(monitor)
+                    while self.client.shell_channel.msg_ready():   # (the kernel_info replies)
+                        self.client.shell_channel.get_msg(timeout=0)
                     return True
         return False
 
+    def _answers(self, deadline: float) -> bool:
+        """Is the kernel alive and answering? A kernel_info on the control channel (served by its
+        own thread, even while a cell runs) gets an answer, or the kernel is seen dead."""
+        control = self.client.control_channel
+        control.send(self.client.session.msg("kernel_info_request"))
+        while time.monotonic() < deadline:
+            if not self.kernel.alive():
+                return False
+            if control.socket.poll(100):
+                control.get_msg(timeout=0)
+                return True
+        return False
+
+    def sync_output(self, timeout: float = 30) -> None:
+        """After graded calls: did iopub lose a message above the cap meanwhile (a display in a call)?
+
+        Not a matter of timing: a kernel_info's own "busy" goes out on iopub after anything the
+        calls published (one socket, in order), so either it arrives -- nothing was lost -- or the
+        monitor reports the refused message first; then iopub is brought back and it is counted.
+        """
+        k = self.kernel
+        self._calls_since_sync = False
+        if k is None or k.iopub_monitor is None or not k.alive():
+            return
+        monitor, iopub = k.iopub_monitor, self.client.iopub_channel
+        mid = self.client.kernel_info()
+        poller = zmq.Poller()
+        poller.register(iopub.socket, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            events = dict(poller.poll(200))
+            if monitor.poll(0):
+                while monitor.poll(0):
+                    recv_monitor_message(monitor)
+                self.hits["too_large"] += 1
+                if not self._resync_iopub(time.monotonic() + 10):
+                    self.restart()
+                return
+            while iopub.msg_ready():
+                if iopub.get_msg(timeout=0)["parent_header"].get("msg_id") == mid:
+                    return
+            if not events and not k.alive():
+                return   # dead: the next step finds out and restarts it
+
     # -- cells ---------------------------------------------------------------------------
     def run_cell(self, code: str, timeout: float = 30, store_history: bool = True) -> CellRun:
+        if self._calls_since_sync:
+            self.sync_output()
         t0 = time.monotonic()
         outputs: list = []
+        self._too_large = False
         try:
             msg_id = self._send(code, silent=False, store_history=store_history)
             content, status, timed_out, truncated = self._wait(msg_id, timeout, outputs, CELL_OUTPUT_LIMIT)
@@ -314,6 +399,15 @@ class Session:
             seconds = time.monotonic() - t0
             self.restart()
             return CellRun("timeout", outputs, "TimeoutError", str(exc), seconds)
+        except MessageTooLarge as exc:   # the cell is over (its reply was its last word); the kernel keeps its state
+            seconds = time.monotonic() - t0
+            self.hits["too_large"] += 1
+            if self._iopub_dropped:
+                self._resync_iopub(time.monotonic() + 30)
+            else:
+                self.sync_output()
+            outputs.append({"output_type": "stream", "name": "stdout", "text": f"\n[output too large: {exc}]\n"})
+            return CellRun("error", outputs, "OutputTooLarge", str(exc), seconds, too_large=True)
         except Exception as exc:  # noqa: BLE001 - a garbled channel: the kernel is unusable
             seconds = time.monotonic() - t0
             self.restart()
@@ -326,23 +420,29 @@ class Session:
             self._known_children = set()
             if cg.pids() > self._pids_base + PIDS_SLACK:
                 self._known_children = set(kernel_mod._uid_processes(self.kernel.uid)) - {self.kernel.main_pid()}
-        if truncated:
+        too_large = self._too_large
+        if too_large:
             outputs.append({"output_type": "stream", "name": "stdout",
-                            "text": f"\n[output truncated by the grader: more than {CELL_OUTPUT_LIMIT} characters, "
-                                    f"or a message above {self.limits.message_bytes} bytes]\n"})
+                            "text": f"\n[output too large: a message above {self.limits.message_bytes} bytes, or "
+                                    f"more than {FLOOD_MESSAGES} such, was refused by the grader]\n"})
+        elif truncated:
+            outputs.append({"output_type": "stream", "name": "stdout",
+                            "text": f"\n[output truncated by the grader: more than {CELL_OUTPUT_LIMIT} characters]\n"})
         seconds = time.monotonic() - t0
         if timed_out:
             return CellRun("timeout", outputs, "TimeoutError", f"cell interrupted after {timeout:.0f} s", seconds,
-                           truncated)
+                           truncated, too_large)
         if status == "ok":
-            return CellRun("ok", outputs, seconds=seconds, truncated=truncated)
-        return CellRun("error", outputs, content.get("ename", "Error"), content.get("evalue", ""), seconds, truncated)
+            return CellRun("ok", outputs, seconds=seconds, truncated=truncated, too_large=too_large)
+        return CellRun("error", outputs, content.get("ename", "Error"), content.get("evalue", ""), seconds, truncated,
+                       too_large)
 
     # -- requests to the agent -----------------------------------------------------------
     def request(self, req: dict, timeout: float) -> dict:
         """Send one request to the agent; return its decoded JSON answer (unvalidated nodes)."""
         cg = self.kernel.cgroup
         before = cg.pids() if cg is not None else 0
+        self._calls_since_sync = True
         if self._sock is not None:
             answer = self._request_socket(req, timeout)
         else:
@@ -435,6 +535,10 @@ class Session:
         except (CallTimeout, OutputFlood):
             self.restart()
             raise
+        except MessageTooLarge as exc:
+            self.hits["too_large"] += 1
+            self.restart()
+            raise OutputFlood(str(exc)) from None
         except KernelDied:
             raise
         except Exception as exc:  # noqa: BLE001 - a garbled channel (e.g. after a fork bomb): start afresh
@@ -484,6 +588,14 @@ def _files_code(files: dict) -> str:
     return ("def __sg_files__(blobs):\n    import base64\n    for name, b in blobs.items():\n"
             "        with open(name, 'wb') as fh:\n            fh.write(base64.b64decode(b))\n"
             f"__sg_files__({blobs!r})\ndel __sg_files__\n")
+
+
+def _size(c: dict) -> int:
+    """Characters of what a message carries (text, data, an error): its cost to the grader."""
+    size = len(str(c.get("text", ""))) + len(str(c.get("evalue", "")))
+    size += sum(len(str(v)) for v in (c.get("data") or {}).values()) if isinstance(c.get("data"), dict) else 0
+    tb = c.get("traceback")
+    return size + (sum(len(str(x)) for x in tb) if isinstance(tb, list) else 0)
 
 
 def _to_output(msg_type: str, c: dict) -> dict:

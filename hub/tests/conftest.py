@@ -26,7 +26,9 @@ import pytest
 HERE = Path(__file__).resolve().parent
 HUB = HERE.parent
 ROOT = HUB.parent
-sys.path[:0] = [str(HUB), str(ROOT / "tests" / "browser"), str(ROOT / "grading")]
+# hub/ and grading/ are on the path by pyproject.toml; the browser suite's helpers (jlab) are not (its
+# conftest would shadow ours as a module).
+sys.path.insert(0, str(ROOT / "tests" / "browser"))
 
 import hubctl  # noqa: E402
 

@@ -13,7 +13,6 @@ import http.server
 import os
 import re
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urljoin, urlsplit
@@ -21,10 +20,8 @@ from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 import pytest
 
 from conftest import ROOT, screenshot_path
-
-sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "grading")]
-from course import (colab_url, hub_url, lecture_info, lecture_notebooks, read_nb, release_notebooks,  # noqa: E402
-                    settings, source_notebooks, src)
+from course import (colab_url, hub_url, lecture_info, lecture_notebooks, read_nb, release_notebooks, settings,
+                    source_notebooks, src)
 
 LECTURES = lecture_notebooks()
 NOTEBOOK_PAGES = {p.relative_to(ROOT).with_suffix(".html").as_posix(): p for p in LECTURES + release_notebooks()}
