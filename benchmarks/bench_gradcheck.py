@@ -65,6 +65,8 @@ try:
 except ImportError:  # not installed: use the source tree
     sys.path.insert(0, str(ROOT / "utils"))
     import gradcheck as gc
+sys.path.insert(0, str(ROOT / "utils" / "tests"))   # the planted-mistake Functions the tests use too
+from planted import solve_function  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -531,38 +533,6 @@ def measure(sizes, detect_sizes, budget):
 FN_N = 12   # x = A⁻¹ b with A 12×12 (well conditioned), b of 12; softplus on 200 entries
 
 
-def _solve_function(mistake=None):
-    """x = A⁻¹ b; backward b̄ = A⁻ᵀ x̄, Ā = −b̄ xᵀ — or a planted mistake in it."""
-
-    class Solve(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, A, b):
-            x = torch.linalg.solve(A, b)
-            ctx.save_for_backward(A, x)
-            return x
-
-        @staticmethod
-        def backward(ctx, x_bar):
-            A, x = ctx.saved_tensors
-            b_bar = torch.linalg.solve(A.T, x_bar)
-            A_bar = -torch.outer(b_bar, x)
-            if mistake == "A_T":
-                A_bar = A_bar.T
-            elif mistake == "b_sign":
-                b_bar = -b_bar
-            elif mistake == "b_noT":
-                b_bar = torch.linalg.solve(A, x_bar)
-            elif mistake == "A_entry":
-                A_bar = A_bar.clone()
-                A_bar[3, 5] *= 1 + 1e-4
-            elif mistake == "b_entry":
-                b_bar = b_bar.clone()
-                b_bar[2] *= 1 + 1e-6
-            return A_bar, b_bar
-
-    return Solve
-
-
 def _softplus_function(mistake=None):
     """y = log(1 + eˣ) elementwise; backward x̄ = σ(x) ∘ ȳ — or a planted mistake."""
 
@@ -586,9 +556,9 @@ def _softplus_function(mistake=None):
 
 FN_CASES = [  # (key, label, builder of (Function class, inputs))
     ("solve_ok", "control: x = A⁻¹b, correct backward", lambda: ("solve", None)),
-    ("solve_A_T", "Ā returned transposed", lambda: ("solve", "A_T")),
+    ("solve_A_T", "Ā returned transposed", lambda: ("solve", "A_transposed")),
     ("solve_b_sign", "b̄ with the wrong sign", lambda: ("solve", "b_sign")),
-    ("solve_b_noT", "b̄ = A⁻¹x̄ instead of A⁻ᵀx̄", lambda: ("solve", "b_noT")),
+    ("solve_b_noT", "b̄ = A⁻¹x̄ instead of A⁻ᵀx̄", lambda: ("solve", "b_not_transposed")),
     ("solve_A_entry", "one entry of Ā × (1 + 10⁻⁴)", lambda: ("solve", "A_entry")),
     ("solve_b_entry", "one entry of b̄ × (1 + 10⁻⁶)", lambda: ("solve", "b_entry")),
     ("softplus_ok", "control: softplus, correct backward", lambda: ("softplus", None)),
@@ -602,7 +572,7 @@ def _fn_problem(kind, mistake):
     if kind == "solve":
         A = torch.randn(FN_N, FN_N, generator=g, dtype=torch.float64) + FN_N ** 0.5 * torch.eye(FN_N, dtype=torch.float64)
         b = torch.randn(FN_N, generator=g, dtype=torch.float64)
-        return _solve_function(mistake), (A.requires_grad_(), b.requires_grad_())
+        return solve_function(mistake), (A.requires_grad_(), b.requires_grad_())
     x = torch.randn(200, generator=g, dtype=torch.float64)
     return _softplus_function(mistake), (x.requires_grad_(),)
 
@@ -916,7 +886,7 @@ def main(argv=None):
     log("custom autograd Functions")
     fn = measure_functions()
     text = render(sizes, detect_sizes, f64, f32, det, skips, time.perf_counter() - t0, fn)
-    text += "\n**Targets for gradcheck** (from the issue):\n\n" + "\n".join(targets(sizes, f64, f32, det, fn)) + "\n"
+    text += "\n**Targets for gradcheck** (its design goals, each measured in this run):\n\n" + "\n".join(targets(sizes, f64, f32, det, fn)) + "\n"
     print(text, end="", flush=True)
     if args.write_readme:
         write_readme(text)

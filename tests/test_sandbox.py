@@ -283,6 +283,26 @@ def test_trusted_verdict_ignores_tampering(session):
 
 
 @needs_sandbox
+def test_a_test_measuring_memory_sees_what_the_students_function_allocates(session):
+    """hw1 Task 12 / hw4 Task 3 bound a function's memory with tracemalloc in the test cell: the test runs
+    here, the function in the kernel. The kernel's peak is recorded in the grader's trace (nothing is
+    allocated here), measured with the agent's own tracemalloc functions (a patched module changes nothing)."""
+    from sandboxgrader.trusted import TrustedRunner
+    run_ok(session, "import numpy as np, tracemalloc\ntracemalloc.get_traced_memory = lambda: (0, 0)\n"
+                    "def heavy(n):\n    return float(np.ones((n, n)).sum())\n"
+                    "def light(n):\n    return float(n)\n")
+    tr = TrustedRunner(session)
+    ok, out, err = tr.run("import tracemalloc\n"
+                          "def peak(f, n):\n    tracemalloc.start()\n    try:\n        f(n)\n"
+                          "        return tracemalloc.get_traced_memory()[1]\n    finally:\n        tracemalloc.stop()\n"
+                          "print(peak(heavy, 2000), peak(light, 2000), heavy(10))\n", "t-memory")
+    assert ok, err
+    heavy, light, untraced = out.split()
+    assert int(heavy) >= 8 * 2000**2 > 100 * int(light), out   # 32 MB in the kernel; the grader's own: KBs
+    assert float(untraced) == 100.0 and not __import__("tracemalloc").is_tracing()
+
+
+@needs_sandbox
 def test_functions_cross_the_boundary_as_source_and_results_as_data(session):
     from sandboxgrader.trusted import TrustedRunner
     run_ok(session, "def grad(f, h=1e-5):\n    return lambda x: (f(x + h) - f(x - h)) / (2 * h)\n"

@@ -106,6 +106,26 @@ def __sg_install__(SG_SOCKET):
             return g[n["name"]]
         raise TypeError("unknown node " + repr(t))
 
+    import tracemalloc
+    tm_api = (tracemalloc.is_tracing, tracemalloc.start, tracemalloc.stop, tracemalloc.get_traced_memory,
+              tracemalloc.reset_peak)   # taken before any student cell runs
+
+    def traced(fn, extra):
+        """fn() under tracemalloc (NumPy reports its arrays to it); its peak in bytes goes to extra["peak"]."""
+        tracing, start, stop, memory, reset_peak = tm_api
+        was = tracing()
+        if not was:
+            start()
+        try:
+            base = memory()[0]
+            reset_peak()
+            value = fn()
+            extra["peak"] = max(memory()[1] - base, 0)
+        finally:
+            if not was:
+                stop()
+        return value
+
     def reap():
         # children the grader killed are zombies until their parent waits; no thread is started
         # here: the zombies may hold every process slot of the uid
@@ -121,6 +141,7 @@ def __sg_install__(SG_SOCKET):
         return n
 
     def handle(req):
+        extra = {}   # more of the answer: "peak" of a traced call
         try:
             op = req["op"]
             if op == "describe":
@@ -133,14 +154,20 @@ def __sg_install__(SG_SOCKET):
                 kwargs = {k: dec(a) for k, a in req["kwargs"]}
                 strict = [getattr(builtins, c) for c in req.get("warnings_error", ())
                           if c in ("RuntimeWarning", "UserWarning", "DeprecationWarning", "FutureWarning", "Warning")]
+
+                def run():
+                    if req.get("trace_memory"):   # the test measures memory (tracemalloc): so does the kernel
+                        return traced(lambda: target(*args, **kwargs), extra)
+                    return target(*args, **kwargs)
+
                 if strict:   # the test treats these warnings as errors: so does the kernel, during this call
                     import warnings
                     with warnings.catch_warnings(), np.errstate(over="warn", divide="warn", invalid="warn", under="ignore"):
                         for category in strict:
                             warnings.simplefilter("error", category)
-                        r = enc(target(*args, **kwargs))
+                        r = enc(run())
                 else:
-                    r = enc(target(*args, **kwargs))
+                    r = enc(run())
             elif op == "getattr":
                 r = enc(getattr(dec(req["target"]), req["attr"]))
             elif op == "getitem":
@@ -153,7 +180,7 @@ def __sg_install__(SG_SOCKET):
                 r = enc(None)
             else:
                 raise ValueError("unknown op " + repr(op))
-            return json.dumps({"ok": True, "r": r})
+            return json.dumps({"ok": True, "r": r, **extra})
         except BaseException as e:  # the student's exception travels back as data
             tb = traceback.format_exception(type(e), e, e.__traceback__)
             return json.dumps({"ok": False, "etype": type(e).__name__, "evalue": str(e)[:4000],

@@ -19,8 +19,9 @@ complex input, Richardson-extrapolated central differences otherwise); on failur
 the whole numerical derivative and names the mistake: sign, factor, transposed, symmetric
 part, wrong shape, NaN, a few wrong entries.
 """
-from .checks import (assert_gradient, assert_hessian, assert_hvp, assert_jacobian, assert_jvp, assert_vjp,
-                     check_gradient, check_hessian, check_hvp, check_jacobian, check_jvp, check_vjp)
+from .gradient import assert_gradient, assert_vjp, check_gradient, check_vjp
+from .hessian import assert_hessian, assert_hvp, check_hessian, check_hvp
+from .jacobian import assert_jacobian, assert_jvp, check_jacobian, check_jvp
 from .numerical import numerical_gradient, numerical_jacobian
 from .result import CheckResult
 from .taylor import TaylorResult, taylor_test

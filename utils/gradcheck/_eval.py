@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from ._tree import Spec, _as_numpy, _torch, is_tensor, spec_of, unflatten
+from ._tree import Spec, as_numpy, imported_torch, is_tensor, leaves_like, leaves_of, spec_of, unflatten
 
 
 class ComplexUnsupported(Exception):
@@ -46,10 +46,11 @@ class Evaluator:
         self.seconds = {"real": [], "complex": []}
         self.out_spec = None      # structure of f's output (non-scalar f)
         self.real_dtype = np.dtype(np.float64)  # the precision f actually computes in
+        self._y0 = None           # f(x0), computed on first use
 
     def _convert(self, y, complex_ok: bool):
         if self.scalar:
-            arr = _as_numpy(y) if (is_tensor(y) or isinstance(y, np.ndarray)) else np.asarray(y)
+            arr = as_numpy(y) if (is_tensor(y) or isinstance(y, np.ndarray)) else np.asarray(y)
             if arr.dtype == object or arr.dtype.kind not in "biufc":
                 raise TypeError(f"{self.name}(x) returned {type(y).__name__}; expected a real scalar")
             if arr.size != 1:
@@ -63,7 +64,7 @@ class Evaluator:
             if isinstance(y, (tuple, list, dict)):
                 self.out_spec = _out_spec(y)
             else:
-                arr = _as_numpy(y)
+                arr = as_numpy(y)
                 if arr.dtype == object or arr.dtype.kind not in "biufc":
                     raise TypeError(f"{self.name}(x) returned {type(y).__name__}; expected an array")
                 self.out_spec = ("array", arr.shape, y.device if is_tensor(y) else None)
@@ -73,7 +74,7 @@ class Evaluator:
     def __call__(self, t=None, complex_step: bool = False):
         """Value of f at x0 + t (t real, or complex when ``complex_step``); f(x0) is cached."""
         if t is None and not complex_step:
-            if getattr(self, "_y0", None) is None:
+            if self._y0 is None:
                 self._y0 = self._call(None, False)
             return self._y0
         return self._call(t, complex_step)
@@ -129,7 +130,7 @@ class TorchAdapter:
                 warnings.simplefilter("ignore", DeprecationWarning)
                 return self.fn(*args)
         except (TypeError, AttributeError) as exc:
-            if _torch() is None or not any(_holds_numpy(a) for a in args):
+            if imported_torch() is None or not any(_holds_numpy(a) for a in args):
                 raise
             try:
                 out = self.fn(*(_to_torch(a) for a in args))
@@ -156,7 +157,7 @@ def _holds_numpy(a) -> bool:
 
 def _to_torch(a):
     if isinstance(a, np.ndarray):
-        return _torch().from_numpy(np.ascontiguousarray(a))
+        return imported_torch().from_numpy(np.ascontiguousarray(a))
     if isinstance(a, tuple):
         return tuple(_to_torch(o) for o in a)
     if isinstance(a, list):
@@ -175,12 +176,11 @@ def _out_spec(y):
 
 def _flatten_out(y, out_spec, name):
     if out_spec[0] == "array":
-        arr = _as_numpy(y)
+        arr = as_numpy(y)
         if arr.shape != out_spec[1]:
             raise ValueError(f"{name}(x) changed its output shape from {out_spec[1]} to {arr.shape}")
         return arr.reshape(-1)
     spec: Spec = out_spec[1]
-    from ._tree import leaves_like
     parts = leaves_like(y, spec, name) if not _contains_complex(y) else _complex_leaves(y, spec)
     return np.concatenate([np.asarray(p).reshape(-1) for p in parts])
 
@@ -194,8 +194,7 @@ def _contains_complex(y):
 
 
 def _complex_leaves(y, spec):
-    from ._tree import _leaves_of
-    return [_as_numpy(o) for o in _leaves_of(y, spec.node)]
+    return [as_numpy(o) for o in leaves_of(y, spec.node)]
 
 
 def output_like(flat: np.ndarray, ev: Evaluator):
@@ -203,7 +202,6 @@ def output_like(flat: np.ndarray, ev: Evaluator):
     if ev.out_spec[0] == "array":
         arr = flat.reshape(ev.out_spec[1]).copy()
         if ev.out_spec[2] is not None:
-            from ._tree import _torch
-            return _torch().from_numpy(arr).to(ev.out_spec[2])
+            return imported_torch().from_numpy(arr).to(ev.out_spec[2])
         return arr
     return unflatten(flat, ev.out_spec[1], dtype=np.float64)

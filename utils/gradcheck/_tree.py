@@ -7,22 +7,21 @@ of the structure they were written for.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
-
-import sys
 
 import numpy as np
 
 
-def _torch():
+def imported_torch():
     """torch if the caller imported it -- a tensor cannot exist otherwise. Never imported here:
     importing torch costs seconds, and gradcheck is imported in every graded notebook."""
     return sys.modules.get("torch")
 
 
 def is_tensor(obj) -> bool:
-    torch = _torch()
+    torch = imported_torch()
     return torch is not None and isinstance(obj, torch.Tensor)
 
 
@@ -132,7 +131,7 @@ def spec_of(x, name: str = "x", what: str = "x") -> Spec:
     return spec
 
 
-def _as_numpy(obj) -> np.ndarray:
+def as_numpy(obj) -> np.ndarray:
     if is_tensor(obj):
         return obj.detach().cpu().numpy()
     return np.asarray(obj)
@@ -141,20 +140,20 @@ def _as_numpy(obj) -> np.ndarray:
 def flatten(x, spec: Spec, dtype=np.float64) -> np.ndarray:
     """Concatenate the leaves of ``x`` (structure ``spec``) into one vector."""
     out = np.empty(spec.size, dtype=dtype)
-    for leaf, obj in zip(spec.leaves, _leaves_of(x, spec.node)):
-        out[leaf.offset:leaf.offset + leaf.size] = _as_numpy(obj).reshape(-1)
+    for leaf, obj in zip(spec.leaves, leaves_of(x, spec.node)):
+        out[leaf.offset:leaf.offset + leaf.size] = as_numpy(obj).reshape(-1)
     return out
 
 
-def _leaves_of(x, node):
+def leaves_of(x, node):
     if isinstance(node, Leaf):
         yield x
     elif node[0] == "dict":
         for k, sub in zip(node[1], node[2]):
-            yield from _leaves_of(x[k], sub)
+            yield from leaves_of(x[k], sub)
     else:
         for o, sub in zip(x, node[1]):
-            yield from _leaves_of(o, sub)
+            yield from leaves_of(o, sub)
 
 
 def unflatten(v: np.ndarray, spec: Spec, dtype=None):
@@ -175,7 +174,7 @@ def unflatten(v: np.ndarray, spec: Spec, dtype=None):
                 return float(val) if dtype is not None or node.dtype == np.float64 else node.dtype.type(val)
             arr = np.array(chunk, dtype=dt).reshape(node.shape)
             if node.kind == "tensor":
-                return _torch().from_numpy(arr).to(device=node.device)
+                return imported_torch().from_numpy(arr).to(device=node.device)
             return arr
         if node[0] == "dict":
             return {k: build(sub) for k, sub in zip(node[1], node[2])}
@@ -204,7 +203,7 @@ def leaves_like(y, spec: Spec, who: str):
             if obj is None:
                 raise StructureError(f"{who} returned None at {path}; expected {_describe(node)} (did you forget `return`?)")
             try:
-                arr = _as_numpy(obj)
+                arr = as_numpy(obj)
             except Exception as exc:  # noqa: BLE001 - report what could not be read
                 raise StructureError(f"{who} returned an object of type {type(obj).__name__} at {path} that is not "
                                      f"numeric ({exc})") from None

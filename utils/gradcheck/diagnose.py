@@ -3,6 +3,11 @@
 Each diagnosis is a short code and a sentence; :data:`DIAGNOSES` is the one registry of codes,
 what each means and how it is detected (``CheckResult`` accepts no other code, and a test keeps
 the README's list in step with it).
+
+To add a diagnosis: an entry in :data:`DIAGNOSES` and its detection in :func:`diagnose` (plus
+``gradient._directional_diagnosis`` if it must be named when x is too large to localise, or
+``hessian._hessian_core`` for Hessians only), the code in utils/README.md's Localisation list, and
+a planted-mistake test in utils/tests/.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from ._base import TINY, index_name, leaf_at, norm
 from ._tree import Leaf
 
 
@@ -56,10 +62,6 @@ def sentence(code: str, what: str = "gradient", where: str = "") -> str:
 
 
 MAX_WORST = 5
-
-
-def _norm(v) -> float:
-    return float(np.linalg.norm(np.ravel(v)))
 
 
 def shape_message(leaf: Leaf, got: tuple, what: str = "gradient") -> str | None:
@@ -111,10 +113,9 @@ def worst_entries(yours: np.ndarray, expected: np.ndarray, leaves: list, k: int 
     for flat in order:
         if err[flat] == 0:
             break
-        leaf = next(l for l in leaves if l.offset <= flat < l.offset + l.size)
-        idx = tuple(int(i) for i in np.unravel_index(flat - leaf.offset, leaf.shape)) if leaf.shape else ()
+        leaf, idx = leaf_at(leaves, flat)
         denom = abs(expected[flat])
-        out.append({"index": (leaf.path + (str(list(idx)) if idx else "")),
+        out.append({"index": index_name(leaf, idx),
                     "multi_index": idx, "leaf": leaf.path,
                     "yours": float(yours[flat]), "expected": float(expected[flat]),
                     "abs_err": float(err[flat]),
@@ -129,15 +130,15 @@ def diagnose(yours: np.ndarray, expected: np.ndarray, leaves: list, tol: float, 
     Returns ``(code, sentence)``. ``tol`` is the relative tolerance of the check: a pattern
     holds when it explains the difference to within 10·tol (and 1e-6 at least).
     """
-    ref = max(_norm(expected), _norm(yours), 1e-300)
+    ref = max(norm(expected), norm(yours), TINY)
     close = max(10 * tol, 1e-6)
-    total = _norm(yours - expected)
-    if _norm(yours + expected) <= close * ref:
+    total = norm(yours - expected)
+    if norm(yours + expected) <= close * ref:
         return "sign", sentence("sign", what) + " (check the sign of each term)"
     e2 = float(np.dot(expected, expected))
     if e2 > 0:
         c = float(np.dot(yours, expected) / e2)
-        if abs(c - 1) > close and c != 0 and _norm(yours - c * expected) <= close * ref:
+        if abs(c - 1) > close and c != 0 and norm(yours - c * expected) <= close * ref:
             sizes = {"n": sum(l.size for l in leaves)}
             mats = [l for l in leaves if len(l.shape) == 2]
             if mats:
@@ -153,15 +154,15 @@ def diagnose(yours: np.ndarray, expected: np.ndarray, leaves: list, tol: float, 
         sl = slice(leaf.offset, leaf.offset + leaf.size)
         Y = yours[sl].reshape(leaf.shape)
         E = expected[sl].reshape(leaf.shape)
-        rest = total ** 2 - _norm(Y - E) ** 2
-        if _norm(Y - E) <= close * ref or rest > (close * ref) ** 2:
+        rest = total ** 2 - norm(Y - E) ** 2
+        if norm(Y - E) <= close * ref or rest > (close * ref) ** 2:
             continue  # this leaf is right, or other leaves are wrong too
         if hessian:
             continue
         where = "" if leaf.path == "x" else f" for {leaf.path}"
-        if _norm(Y.T - E) <= close * ref:
+        if norm(Y.T - E) <= close * ref:
             return "transposed", sentence("transposed", what, where)
-        if _norm((Y + Y.T) - (E + E.T)) <= close * ref:
+        if norm((Y + Y.T) - (E + E.T)) <= close * ref:
             return "symmetric_part", sentence("symmetric_part", what, where)
     err = np.abs(yours - expected)
     order = np.argsort(-err)

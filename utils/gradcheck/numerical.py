@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._base import direction_stream, entry_name, leaf_scales, norm
 from ._eval import ComplexUnsupported, Evaluator
+from ._frames import student_facing
 from ._tree import copy_tree, flatten, spec_of, unflatten
 
 METHODS = ("auto", "complex", "central", "richardson", "forward")
@@ -44,10 +46,6 @@ class Estimate:
     pair: tuple | None = None   # central: (f(x + h d), f(x − h d), h), reusable by Richardson
 
 
-def _norm(v) -> float:
-    return float(np.linalg.norm(np.ravel(v)))
-
-
 def _eps(ev: Evaluator) -> float:
     # a composed evaluator (a derivative seen as a function) carries its own accuracy
     return float(getattr(ev, "eps", None) or np.finfo(ev.real_dtype).eps)
@@ -66,14 +64,14 @@ def directional(ev: Evaluator, d: np.ndarray, method: str, f_scale: float = 0.0,
         y = ev(1j * COMPLEX_H * d, complex_step=True)
         value = np.imag(y) / COMPLEX_H
         # the complex step has no cancellation: its error is round-off in the value itself
-        return Estimate(value, 4 * np.finfo(np.float64).eps * _norm(value), False, "complex")
+        return Estimate(value, 4 * np.finfo(np.float64).eps * norm(value), False, "complex")
     eps = _eps(ev)
     if method == "forward":
         h = np.sqrt(eps)
         y0, y1 = ev(), ev(h * d)
         value = (y1 - y0) / h
-        scale = max(_norm(y0), _norm(y1), f_scale)
-        return Estimate(value, eps * scale / h + h * _norm(value), False, "forward")
+        scale = max(norm(y0), norm(y1), f_scale)
+        return Estimate(value, eps * scale / h + h * norm(value), False, "forward")
     if method not in ("central", "richardson"):
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "richardson" or h is None:
@@ -83,20 +81,20 @@ def directional(ev: Evaluator, d: np.ndarray, method: str, f_scale: float = 0.0,
     else:
         yp, ym = ev(h * d), ev(-h * d)
     d1 = (yp - ym) / (2 * h)
-    scale = max(_norm(yp), _norm(ym), f_scale)
+    scale = max(norm(yp), norm(ym), f_scale)
     noise = 4 * eps * scale / h
     if method == "central":
         return Estimate(d1, noise + _rounding_noise(ev, d, eps, h, d1, 0.0), False, "central", pair=(yp, ym, h))
     yp2, ym2 = ev(h / 2 * d), ev(-h / 2 * d)
     d2 = (yp2 - ym2) / h
     value = (4 * d2 - d1) / 3
-    gap = _norm(d1 - d2)
+    gap = norm(d1 - d2)
     # Second differences S(h) = f(x+h) - 2 f(x) + f(x-h) shrink like h² where f is smooth
     # (ratio S(h)/S(h/2) = 4) but like h across a kink (ratio 2) -- even when the kink sits
     # in the middle and the central differences agree with each other. When they are too small
     # to tell (f linear along d) or the ratio is off the scale, D(h) and D(h/2) must agree.
     y0 = ev()
-    s1, s2 = _norm(yp - 2 * y0 + ym), _norm(yp2 - 2 * y0 + ym2)
+    s1, s2 = norm(yp - 2 * y0 + ym), norm(yp2 - 2 * y0 + ym2)
     ratio = s1 / s2 if (s1 > 1e3 * eps * scale and s2 > 0) else None
     noise += _rounding_noise(ev, d, eps, h, d1, s1)
     if ratio is not None and ratio < 3.0:
@@ -104,7 +102,7 @@ def directional(ev: Evaluator, d: np.ndarray, method: str, f_scale: float = 0.0,
     elif ratio is not None and ratio <= 6.0:
         kink = False
     else:
-        kink = gap > KINK_RTOL * max(_norm(d1), _norm(d2)) + 100 * noise
+        kink = gap > KINK_RTOL * max(norm(d1), norm(d2)) + 100 * noise
     return Estimate(value, 10 * noise + 1e-3 * gap, kink, "richardson")
 
 
@@ -120,7 +118,7 @@ def _rounding_noise(ev, d, eps, h, d1, s1):
     if x0 is None or not x0.size:
         return 0.0
     rel = max(1.0, float(np.max(np.abs(x0))) / max(float(np.sqrt(np.mean(d ** 2))), 1e-300))
-    return 4 * eps * rel * (_norm(d1) + s1 / h) / h
+    return 4 * eps * rel * (norm(d1) + s1 / h) / h
 
 
 def complex_affordable(ev: Evaluator) -> bool:
@@ -173,33 +171,10 @@ def choose_method(ev: Evaluator, d: np.ndarray, requested: str, f_scale: float =
     if rich.kink:
         # Differences straddle a kink; the complex step stays on the branch the code takes.
         return "complex", cs, True
-    agree = _norm(cs.value - rich.value) <= 1e-6 * max(_norm(cs.value), _norm(rich.value)) + 100 * rich.err
+    agree = norm(cs.value - rich.value) <= 1e-6 * max(norm(cs.value), norm(rich.value)) + 100 * rich.err
     if agree and complex_cheap(ev):
         return "complex", cs, False
     return "richardson", rich, False
-
-
-def leaf_scales(x0: np.ndarray, spec) -> np.ndarray:
-    """Per-entry step scale: the RMS of each leaf (so steps are relative to the data)."""
-    s = np.empty_like(x0)
-    overall = float(np.sqrt(np.mean(x0 ** 2)))
-    for leaf in spec.leaves:
-        part = x0[leaf.offset:leaf.offset + leaf.size]
-        rms = float(np.sqrt(np.mean(part ** 2)))
-        s[leaf.offset:leaf.offset + leaf.size] = rms if rms > 0 else (overall if overall > 0 else 1.0)
-    return s
-
-
-def direction_stream(x0: np.ndarray, spec, seed):
-    """Per-entry scales s and a function drawing the next random direction s ∘ u, |u_j| ∈ [0.5, 1.5]."""
-    rng = np.random.default_rng(seed)
-    s = leaf_scales(x0, spec)
-
-    def draw():
-        v = rng.random(x0.size)             # one draw an entry: v < 1/2 → u ∈ [−1.5, −0.5), else [0.5, 1.5)
-        return s * (2 * v - 0.5 - (v < 0.5))
-
-    return s, draw
 
 
 def full_jacobian(ev: Evaluator, x0: np.ndarray, spec, method: str, f_scale: float = 0.0):
@@ -219,22 +194,21 @@ def full_jacobian(ev: Evaluator, x0: np.ndarray, spec, method: str, f_scale: flo
     return np.stack(cols, axis=1), kinks, errs
 
 
-def _prepare(f, x, scalar):
+def prepare(f, x, scalar):
+    """The structure of ``x``, ``x`` flattened, and an evaluator of ``f`` there (``x`` must be finite)."""
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}")
     spec = spec_of(x)
     x0 = flatten(x, spec)
     if not np.all(np.isfinite(x0)):
         bad = int(np.flatnonzero(~np.isfinite(x0))[0])
-        leaf = next(l for l in spec.leaves if l.offset <= bad < l.offset + l.size)
-        idx = np.unravel_index(bad - leaf.offset, leaf.shape) if leaf.shape else ()
-        raise ValueError(f"x contains NaN or inf (first at {leaf.path}{list(idx) if idx else ''}); "
+        raise ValueError(f"x contains NaN or inf (first at {entry_name(spec.leaves, bad)}); "
                          "checks need a finite point")
     ev = Evaluator(f, spec, x0, scalar=scalar)
     return spec, x0, ev
 
 
-def _pick(ev, x0, spec, method):
+def pick_method(ev, x0, spec, method):
     """Resolve ``auto`` with one probe along a fixed random direction."""
     if method != "auto":
         if method not in METHODS:
@@ -246,30 +220,32 @@ def _pick(ev, x0, spec, method):
     return chosen
 
 
+@student_facing
 def numerical_gradient(f, x, method: str = "auto"):
     """Numerical gradient of a scalar ``f`` at ``x``, returned in the structure of ``x``.
 
     Costs N evaluations (complex step), 2N (central), 4N (Richardson) or N + 1 (forward)
     for N entries of ``x``.
     """
-    spec, x0, ev = _prepare(f, copy_tree(x), scalar=True)
+    spec, x0, ev = prepare(f, copy_tree(x), scalar=True)
     f_scale = abs(complex(ev()))
-    J, _, _ = full_jacobian(ev, x0, spec, _pick(ev, x0, spec, method), f_scale)
+    J, _, _ = full_jacobian(ev, x0, spec, pick_method(ev, x0, spec, method), f_scale)
     return unflatten(J.reshape(-1), spec)
 
 
+@student_facing
 def numerical_jacobian(f, x, method: str = "auto") -> np.ndarray:
     """Numerical Jacobian of ``f`` at ``x``: an array of shape ``f(x).shape + x.shape``.
 
     ``x`` must be a float, array or tensor (for structures use :func:`numerical_gradient`
     of ⟨w, f⟩ or ``check_vjp``).
     """
-    spec, x0, ev = _prepare(f, copy_tree(x), scalar=False)
+    spec, x0, ev = prepare(f, copy_tree(x), scalar=False)
     if not spec.single_array:
         raise TypeError("numerical_jacobian: x must be a float, a NumPy array or a torch tensor, not "
                         f"{spec.describe()}")
     y0 = ev()
     if ev.out_spec[0] != "array":
         raise TypeError("numerical_jacobian: f(x) must return one array or tensor")
-    J, _, _ = full_jacobian(ev, x0, spec, _pick(ev, x0, spec, method), _norm(y0))
+    J, _, _ = full_jacobian(ev, x0, spec, pick_method(ev, x0, spec, method), norm(y0))
     return J.reshape(tuple(ev.out_spec[1]) + tuple(spec.leaves[0].shape))

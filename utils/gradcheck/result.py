@@ -4,6 +4,11 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 
+from .diagnose import DIAGNOSES
+
+UNRELIABLE = ("unreliable here: f is not smooth near x (finite differences at two steps disagree) "
+              "— check at another point")
+
 
 @dataclass
 class CheckResult:
@@ -29,6 +34,8 @@ class CheckResult:
         Evaluations of the function under test.
     method : str
         Finite-difference scheme used: ``complex``, ``richardson``, ``central``, ``forward``.
+    kind : str
+        What was checked (``gradient``, ``VJP``, ``Jacobian``, ``Hessian``, …): the message's subject.
     resolution : float
         The smallest relative error the check could have detected: a mistake confined to one
         entry of at least this relative size fails for certain (random directions scale an
@@ -49,9 +56,35 @@ class CheckResult:
     resolution: float = float("nan")
 
     def __post_init__(self):
-        from .diagnose import DIAGNOSES
         if self.diagnosis not in DIAGNOSES:
             raise ValueError(f"unknown diagnosis code {self.diagnosis!r}; add it to gradcheck.diagnose.DIAGNOSES")
+
+    # factories: one per kind of verdict, so that no check builds a result positionally
+
+    @classmethod
+    def success(cls, error, tolerance, message, *, diagnosis="ok", **details) -> CheckResult:
+        """A passing check (``diagnosis`` "ok", or "kink" for a pass with a note)."""
+        return cls(True, error, tolerance, diagnosis, message, **details)
+
+    @classmethod
+    def failure(cls, diagnosis, error, tolerance, message, **details) -> CheckResult:
+        """A failing check, named by a code of :data:`gradcheck.diagnose.DIAGNOSES`."""
+        return cls(False, error, tolerance, diagnosis, message, **details)
+
+    @classmethod
+    def unreliable(cls, error, tolerance, **details) -> CheckResult:
+        """f is not smooth near x: finite differences cannot decide, so the check passes with a note."""
+        return cls(True, error, tolerance, "kink", UNRELIABLE, **details)
+
+    @classmethod
+    def wrong_shape(cls, message, kind, n_evals=0) -> CheckResult:
+        """The student's result has the wrong shape: nothing was compared."""
+        return cls(False, float("inf"), 0.0, "wrong_shape", message, n_evals=n_evals, kind=kind)
+
+    @classmethod
+    def non_finite(cls, message, kind) -> CheckResult:
+        """The student's result holds NaN or inf: nothing was compared."""
+        return cls(False, float("inf"), 0.0, "nan", message, kind=kind)
 
     def __bool__(self) -> bool:
         return bool(self.passed)

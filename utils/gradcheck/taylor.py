@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._common import check_callable, read_like_x
+from ._frames import student_facing
 from ._tree import copy_tree, flatten, spec_of, unflatten
-from .checks import _read_like_x, _check_callable
 
 
 @dataclass
@@ -37,7 +38,7 @@ class TaylorResult:
 
     def plot(self, ax=None, label=None):
         """Log-log plot of both remainders with reference slopes 1 and 2."""
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # noqa: PLC0415 - optional, imported on use
         if ax is None:
             ax = plt.gca()
         tag = f" ({label})" if label else ""
@@ -61,6 +62,7 @@ def _slope(h, r, noise):
     return float(np.polyfit(np.log(h[ok]), np.log(r[ok]), 1)[0])
 
 
+@student_facing
 def taylor_test(f, grad, x, direction=None, steps=None, seed=0) -> TaylorResult:
     """Run the Taylor test of ``grad`` for the scalar ``f`` at ``x``.
 
@@ -76,8 +78,8 @@ def taylor_test(f, grad, x, direction=None, steps=None, seed=0) -> TaylorResult:
     -------
     TaylorResult with ``steps``, ``r0``, ``r1``, ``order0``, ``order1``, ``passed``.
     """
-    f = _check_callable(f, "f")
-    grad = _check_callable(grad, "grad")
+    f = check_callable(f, "f")
+    grad = check_callable(grad, "grad")
     spec = spec_of(copy_tree(x))
     x0 = flatten(x, spec)
     if direction is None:
@@ -91,7 +93,7 @@ def taylor_test(f, grad, x, direction=None, steps=None, seed=0) -> TaylorResult:
     h = np.logspace(-1, -6, 11) if steps is None else np.asarray(steps, dtype=float)
     if h.ndim != 1 or h.size < 3 or np.any(h <= 0):
         raise ValueError("steps must be a 1-D array of at least 3 positive numbers")
-    g, failed = _read_like_x(grad(copy_tree(x)), spec, "grad", "gradient")
+    g, failed = read_like_x(grad(copy_tree(x)), spec, "grad", "gradient")
     if failed is not None:
         raise ValueError(f"taylor_test: {failed.message}")
     f0 = float(np.real(f(unflatten(x0, spec))))

@@ -14,7 +14,9 @@ torch is imported only when this is called: ``import gradcheck`` never imports i
 """
 from __future__ import annotations
 
-from .checks import _jvp_check, _vjp_core
+from ._frames import asserting, student_facing
+from .gradient import vjp_core
+from .jacobian import jvp_check
 from .result import CheckResult
 
 
@@ -52,6 +54,7 @@ def _outputs(y, what):
     raise TypeError(f"{what} must return a tensor or a tuple of tensors, got {type(y).__name__}")
 
 
+@student_facing
 def check_function(fn, *inputs, rtol=None, seed=0, method="auto", max_localize=2000, jvp="auto") -> CheckResult:
     """Check the backward (and, where defined, the ``jvp``) of a torch Function against its forward.
 
@@ -127,8 +130,8 @@ def check_function(fn, *inputs, rtol=None, seed=0, method="auto", max_localize=2
             return torch.zeros_like(args[i]) if g is None else g
 
         x = inputs[i].detach().clone()
-        r = _vjp_core(f, vjp, x, rtol=rtol, n_dirs=None, seed=seed, method=method, max_localize=max_localize,
-                      kind=f"backward (VJP) of {label}", who="backward")
+        r = vjp_core(f, vjp, x, rtol=rtol, n_dirs=None, seed=seed, method=method, max_localize=max_localize,
+                     kind=f"backward (VJP) of {label}", who="backward")
         n_evals += r.n_evals
         results.append(r)
         if not r.passed:
@@ -147,8 +150,8 @@ def check_function(fn, *inputs, rtol=None, seed=0, method="auto", max_localize=2
                         tangents.append(torch.zeros_like(o) if t is None else t)
                 return tuple(tangents) if isinstance(y, tuple) else tangents[0]
 
-            r = _jvp_check(f, jvp_fn, x, rtol=rtol, n_dirs=None, seed=seed, method=method,
-                           kind=f"forward (JVP) of {label}", who="jvp")
+            r = jvp_check(f, jvp_fn, x, rtol=rtol, n_dirs=None, seed=seed, method=method,
+                          kind=f"forward (JVP) of {label}", who="jvp")
             n_evals += r.n_evals
             results.append(r)
             if not r.passed:
@@ -159,16 +162,11 @@ def check_function(fn, *inputs, rtol=None, seed=0, method="auto", max_localize=2
         return bad
     modes = "backward and jvp" if do_jvp else "backward"
     worst = max(results, key=lambda r: r.error / r.tolerance)
-    return CheckResult(True, worst.error, worst.tolerance, "ok",
-                       f"{modes} match finite differences of forward for {len(checked)} input"
-                       f"{'s' if len(checked) > 1 else ''} that require grad",
-                       n_evals=n_evals, method=worst.method, kind="Function",
-                       resolution=max(r.resolution for r in results))
+    return CheckResult.success(worst.error, worst.tolerance,
+                               f"{modes} match finite differences of forward for {len(checked)} input"
+                               f"{'s' if len(checked) > 1 else ''} that require grad",
+                               n_evals=n_evals, method=worst.method, kind="Function",
+                               resolution=max(r.resolution for r in results))
 
 
-def assert_function(fn, *inputs, **kwargs) -> None:
-    """Like :func:`check_function`, but raise ``AssertionError`` with the message on failure; return None."""
-    __tracebackhide__ = True
-    result = check_function(fn, *inputs, **kwargs)
-    if not result.passed:
-        raise AssertionError(str(result))
+assert_function = asserting(check_function)

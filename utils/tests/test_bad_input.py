@@ -14,6 +14,7 @@ x = np.array([1.0, 2.0, 3.0])
     (lambda: gc.check_gradient(f, None, x), TypeError, "grad must be callable"),
     (lambda: gc.check_gradient(lambda x: x ** 2, g, x), ValueError, "must return a scalar"),
     (lambda: gc.check_gradient(f, g, np.array([1.0, np.nan])), ValueError, "NaN or inf"),
+    (lambda: gc.check_gradient(f, g, np.array([[1.0, np.inf]])), ValueError, r"first at x\[0, 1\]\)"),
     (lambda: gc.check_gradient(f, g, np.array([1, 2, 3])), TypeError, "integer"),
     (lambda: gc.check_gradient(f, g, 3), TypeError, "integer"),
     (lambda: gc.check_gradient(f, g, True), TypeError, "bool"),

@@ -5,44 +5,12 @@ import pytest
 torch = pytest.importorskip("torch")  # optional dependency of gradcheck; the course env pins it
 
 import gradcheck as gc
+from planted import solve_function as make_solve
 
 
 def _double(*shape, seed=0, requires_grad=True):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(*shape, generator=g, dtype=torch.float64).requires_grad_(requires_grad)
-
-
-def make_solve(mistake=None):
-    """x = A⁻¹ b with backward b̄ = A⁻ᵀ x̄, Ā = −b̄ xᵀ, and jvp dx = A⁻¹(db − dA x); optionally wrong."""
-
-    class Solve(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, A, b):
-            x = torch.linalg.solve(A, b)
-            ctx.save_for_backward(A, x)
-            ctx.save_for_forward(A, x)
-            return x
-
-        @staticmethod
-        def backward(ctx, x_bar):
-            A, x = ctx.saved_tensors
-            b_bar = torch.linalg.solve(A.T, x_bar)
-            A_bar = -torch.outer(b_bar, x)
-            if mistake == "A_transposed":
-                A_bar = A_bar.T
-            if mistake == "b_sign":
-                b_bar = -b_bar
-            if mistake == "b_not_transposed":
-                b_bar = torch.linalg.solve(A, x_bar)
-            return A_bar, b_bar
-
-        @staticmethod
-        def jvp(ctx, dA, db):
-            A, x = ctx.saved_tensors
-            dx = torch.linalg.solve(A, db - dA @ x)
-            return 2 * dx if mistake == "jvp_factor" else dx
-
-    return Solve
 
 
 @pytest.fixture
