@@ -17,8 +17,9 @@ collect: install ## FROM=<LMS zip or folder> or FROM=exchange (the hub's): -> gr
 	@test -n "$(FROM)" || { echo "usage: make collect FROM=<LMS .zip or folder>" >&2; exit 2; }
 	$(GRADE) collect "$(FROM)"
 
-autograde: install ## grade everything submitted, print a summary [ASSIGNMENT=… STUDENT=…]
-	$(GRADE) autograde $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(STUDENT),--student "$(STUDENT)")
+autograde: install ## grade everything submitted, print a summary [ASSIGNMENT=… STUDENT=… JOBS=… GRADER=nbgrader UNSAFE=1]
+	$(GRADE) autograde $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(STUDENT),--student "$(STUDENT)") \
+	  $(if $(GRADER),--grader $(GRADER)) $(if $(JOBS),--jobs $(JOBS)) $(if $(filter 1,$(UNSAFE)),--unsafe)
 
 feedback: install ## HTML feedback per student (no hidden tests, short tracebacks) [ASSIGNMENT=…]
 	$(GRADE) feedback $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(STUDENT),--student "$(STUDENT)")

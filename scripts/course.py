@@ -106,6 +106,7 @@ def hub_url() -> str | None:
 
 
 def src(cell) -> str:
+    # the public twin of grading's sandboxgrader.cells.src: scripts/ ships to students, grading/ does not
     s = cell["source"]
     return "".join(s) if isinstance(s, list) else s
 

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from course import (ROOT, assignment_info, binder_url, colab_url, hub_settings, lecture_info, lecture_notebooks,
-                    nbgitpuller_url, pip_spec, read_nb, source_notebooks, write_atomic, write_nb)
+                    nbgitpuller_url, pip_spec, read_nb, source_notebooks, src, write_atomic, write_nb)
 
 BADGE_TAG = "colab-badge"
 SETUP_TAG = "colab-setup"
@@ -45,7 +45,7 @@ def is_lecture(nb_path) -> bool:
 def uses_coursetests(nb: dict | None) -> bool:
     """Whether a notebook's code imports the course's test machinery (coursetests/)."""
     return nb is not None and any(
-        cell["cell_type"] == "code" and re.search(r"^\s*(from|import)\s+coursetests\b", _src(cell), re.M)
+        cell["cell_type"] == "code" and re.search(r"^\s*(from|import)\s+coursetests\b", src(cell), re.M)
         for cell in nb["cells"])
 
 
@@ -105,11 +105,6 @@ def _tagged(nb: dict, tag: str):
     return None
 
 
-def _src(cell) -> str:
-    s = cell["source"]
-    return "".join(s) if isinstance(s, list) else s
-
-
 def stamp(nb: dict, nb_path) -> dict:
     """Return the notebook with an up-to-date badge cell first and setup cell second."""
     cells = nb["cells"]
@@ -134,8 +129,8 @@ def stamp(nb: dict, nb_path) -> dict:
         cells.insert(1, setup)
     for cell in cells[2:]:
         if cell["cell_type"] == "markdown":
-            new = stamp_links(_src(cell), nb_path)
-            if new != _src(cell):
+            new = stamp_links(src(cell), nb_path)
+            if new != src(cell):
                 cell["source"] = new
     return nb
 
@@ -209,9 +204,9 @@ def main(argv=None) -> int:
     stale = []
     for path in paths:
         nb = read_nb(path)
-        before = [(_src(c), c.get("metadata", {}).get("tags")) for c in nb["cells"]]
+        before = [(src(c), c.get("metadata", {}).get("tags")) for c in nb["cells"]]
         stamped = stamp(nb, path)
-        after = [(_src(c), c.get("metadata", {}).get("tags")) for c in stamped["cells"]]
+        after = [(src(c), c.get("metadata", {}).get("tags")) for c in stamped["cells"]]
         if before != after:
             stale.append(path)
             if not args.check:

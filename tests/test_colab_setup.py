@@ -20,17 +20,12 @@ from pathlib import Path
 import pytest
 
 import stamp_badges
-from course import ROOT, lecture_notebooks, pip_spec, read_nb, release_notebooks, settings, source_notebooks
+from course import ROOT, lecture_notebooks, pip_spec, read_nb, release_notebooks, settings, source_notebooks, src
 
 LECTURE = ROOT / "lectures" / "01_rank_and_regularization.ipynb"
 STUDENT_FACING = lecture_notebooks() + release_notebooks()
 ALL_NOTEBOOKS = lecture_notebooks() + source_notebooks() + release_notebooks()
 CONFIRMATION = re.compile(r"^(OK:|✓)|passed", re.M)
-
-
-def src(cell) -> str:
-    s = cell["source"]
-    return "".join(s) if isinstance(s, list) else s
 
 
 def ids(paths):

@@ -138,7 +138,7 @@ def test_nbgraders_own_autograde_refuses_and_keeps_the_sandboxed_results(toy):
     """Formgrader's Autograde button and `nbgrader autograde` run nbgrader's Autograde with the course
     config: it refuses before any student code runs or any file is removed."""
     from nbgrader.converters import Autograde
-    from coursegrader.nbg import run
+    from coursegrader.converters import run
     course = toy["course"]
     graded = course.autograded / "sample-solution" / TOY / "toy.ipynb"
     before = graded.read_bytes()
@@ -179,6 +179,18 @@ def test_lint_flags_authoring_mistakes():
     bad["cells"][6]["metadata"]["nbgrader"]["grade_id"] = "test_grad"  # duplicated id
     problems = "\n".join(release.lint(bad))
     assert "ends with an expression" in problems and "also used by" in problems
+
+
+@pytest.mark.parametrize("spelling", ["# BEGIN SOLUTION", "#### BEGIN SOLUTION", "###BEGIN SOLUTION",
+                                      "### BEGIN SOLUTION here", "### END SOLUTION  # done",
+                                      "## BEGIN HIDDEN TESTS", "### END HIDDEN TESTS!"])
+def test_lint_accepts_only_the_one_marker_spelling(spelling):
+    """nbgrader reads any line containing the delimiter as a marker; solutions/ uses exactly one form."""
+    nb = toy_source()
+    k, cell = next((k, c) for k, c in enumerate(nb["cells"]) if "### END SOLUTION" in nbutil.src(c))
+    cell["source"] = nbutil.src(cell).replace("### END SOLUTION", "### END SOLUTION\n    " + spelling)
+    problems = release.lint(nb)
+    assert any(repr(spelling) in p and f"cell {k}" in p for p in problems), problems
 
 
 def test_mutations_fail_loudly_when_out_of_step():
@@ -334,6 +346,21 @@ def test_collect_lms_layouts_bad_and_duplicate_files(released, tmp_path):
     assert (course.submitted / "ann_lee" / TOY / "toy.ipynb").read_bytes() == newer
 
 
+# one row per LMS layout: a path the LMS writes -> (student, LMS id); a file name it decorates -> the stem
+LAYOUT_ROWS = {
+    "Moodle": (("Ann Lee_12345_assignsubmission_file_", "hw1.ipynb"), ("ann_lee", "12345"), "hw1", "hw1"),
+    "Canvas": (("lee_LATE_12345_67890_hw1-1.ipynb",), ("lee", "12345"), "lee_12345_67890_hw1", "hw1"),
+    "Plain": (("Ann", "hw1", "hw1.ipynb"), ("ann", ""), "hw1", "hw1"),
+}
+
+
+@pytest.mark.parametrize("layout", collect.LAYOUTS, ids=lambda lay: type(lay).__name__)
+def test_each_lms_layout_reads_its_own_paths(layout):
+    parts, who, decorated, stem = LAYOUT_ROWS[type(layout).__name__]   # a new layout needs its row
+    assert layout.student(parts) == who and layout.stem(decorated) == stem
+    assert [type(lay).__name__ for lay in collect.LAYOUTS if lay.student(parts)][0] == type(layout).__name__
+
+
 def test_collect_canvas_and_plain_folders(released, tmp_path):
     course = fresh(released, tmp_path / "c")
     good = _nb_bytes(course)
@@ -432,7 +459,8 @@ def test_a_job_past_its_deadline_is_not_graded_and_autograde_fails(released, tmp
         if nbutil.grade_id(c) == "answer_grad":
             c["source"] = nbutil.src(c) + "\nimport time\ntime.sleep(600)"   # stuck for longer than the deadline
     nbutil.write_nb(course.submitted / "x-stuck" / TOY / "toy.ipynb", nb)
-    args = type("Args", (), {"assignment": "", "student": "", "no_progress": True})()
+    args = type("Args", (), {"assignment": "", "student": "", "no_progress": True, "grader": "sandbox", "jobs": None,
+                             "unsafe": False})()
     assert cli.cmd_autograde(course, args) == 1
     err = capsys.readouterr().err
     assert "NOT GRADED toy/x-stuck" in err and "deadline of 5 s" in err
@@ -443,6 +471,20 @@ def test_a_job_past_its_deadline_is_not_graded_and_autograde_fails(released, tmp
     with course.gradebook() as gb:
         grades_ = gb.find_submission_notebook("toy", TOY, "x-stuck").grades
         assert grades_ and all(g.auto_score is None and g.needs_manual_grade for g in grades_)
+
+
+def test_make_autograde_passes_grader_jobs_unsafe_as_flags_of_the_cli():
+    """GRADER / JOBS / UNSAFE are read once, by make, and reach the workflow as flags (no env reads)."""
+    import subprocess
+    from coursegrader import cli
+    out = subprocess.run(["make", "-n", "autograde", "GRADER=nbgrader", "JOBS=3", "UNSAFE=1"], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    assert "autograde --grader nbgrader --jobs 3 --unsafe" in " ".join(out.replace("\\\n", " ").split())
+    plain = subprocess.run(["make", "-n", "autograde"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert "--grader" not in plain and "--unsafe" not in plain
+    with pytest.raises(SystemExit):
+        cli.main(["autograde", "--grader", "plain"])   # only sandbox | nbgrader
+    assert "os.environ" not in (REPO / "grading" / "coursegrader" / "autograde.py").read_text()
 
 
 def _graded_with_budget(released, tmp_path, budget: float, student: str, grad_suffix: str):

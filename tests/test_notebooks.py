@@ -5,7 +5,7 @@ import re
 import pytest
 
 import stamp_badges
-from course import ROOT, colab_url, lecture_notebooks, read_nb, release_notebooks, source_notebooks
+from course import ROOT, colab_url, lecture_notebooks, read_nb, release_notebooks, source_notebooks, src
 
 LECTURES = lecture_notebooks()
 STUDENT_FACING = LECTURES + release_notebooks()
@@ -14,11 +14,6 @@ ABSOLUTE_PATH = re.compile(r"(?<![\w.])(/work/|/root/|/home/\w+|/tmp/(?!ipykerne
 
 def ids(paths):
     return [p.relative_to(ROOT).as_posix() for p in paths]
-
-
-def src(cell):
-    s = cell["source"]
-    return "".join(s) if isinstance(s, list) else s
 
 
 def test_lectures_are_numbered_from_01_without_gaps():

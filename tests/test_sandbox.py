@@ -2,6 +2,7 @@
 import base64
 import io
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -9,8 +10,11 @@ import numpy as np
 import pytest
 
 from sandboxgrader import wire
+from sandboxgrader.kernel import Limits
 
 ROOT = Path(__file__).resolve().parent.parent
+LIMITS = Limits()   # the defaults (nbgrader_config.py sets the same): the tests derive their allocations
+SMALL = Limits(memory=768 * 2**20, reply_bytes=2**20, home_size=16 * 2**20, message_bytes=2**20)   # the `small` kernel's budgets
 
 HAVE_SANDBOX = shutil.which("bwrap") is not None and os.geteuid() == 0
 if not HAVE_SANDBOX and os.environ.get("CI") == "true":
@@ -62,9 +66,11 @@ def test_oversize_header_and_garbage_are_refused():
 def test_decode_refuses_malformed_trees_and_unknown_tags():
     handle = lambda i, info: ("handle", i)  # noqa: E731
     for node in [{"t": "pickle", "v": "gASV"}, {"t": "int", "v": "3"}, {"t": "float", "v": "1" * 100},
-                 [1, 2], {"v": 1}, {"t": "dict", "v": [[{"t": "none"}, {"t": "int", "v": 1}]]}]:
+                 [1, 2], {"v": 1}, {"t": "dict", "v": [[{"t": "none"}, {"t": "int", "v": 1}]]},
+                 {"t": "complex", "v": ["x", "1"]}, {"t": "complex", "v": [[1], 2]}]:
         with pytest.raises(wire.WireError):
             wire.decode(node, handle)
+    assert wire.decode({"t": "complex", "v": [1.0, 2.0]}, handle) == 1 + 2j
     deep = {"t": "none"}
     for _ in range(40):
         deep = {"t": "list", "v": [deep]}
@@ -87,7 +93,7 @@ def test_hidden_markers_follow_nbgraders_rule_for_any_number_of_hashes(hashes):
     """nbgrader strips a region whose marker line merely CONTAINS the delimiter; so does the grader."""
     from nbgrader.preprocessors import ClearHiddenTests
     from nbformat.v4 import new_code_cell
-    from sandboxgrader import markers, runner
+    from sandboxgrader import cells, runner
     source = (f"x = 1\nassert f(x) == 1\n{hashes} BEGIN HIDDEN TESTS\nassert f(SECRET) == 2\n"
               f"{hashes} END HIDDEN TESTS\nprint('ok')")
     visible = runner.visible_part(source)
@@ -97,10 +103,54 @@ def test_hidden_markers_follow_nbgraders_rule_for_any_number_of_hashes(hashes):
     ClearHiddenTests().preprocess_cell(cell, {}, 0)
     assert cell.source.strip() == visible.strip()          # one rule: the release's and the grader's
     tail = f"x = 1\n{hashes} BEGIN HIDDEN TESTS\nassert f(SECRET) == 2\n{hashes} END HIDDEN TESTS\n"
-    assert markers.hidden_tail(tail).strip() == "assert f(SECRET) == 2"
+    assert cells.hidden_tail(tail).strip() == "assert f(SECRET) == 2"
     sol = f"def f(x):\n    {hashes} BEGIN SOLUTION\n    return x\n    {hashes} END SOLUTION\n"
     assert "return x" not in runner.stub_of(sol) and "    raise NotImplementedError()" in runner.stub_of(sol)
-    assert markers.regions(sol, markers.BEGIN_SOLUTION, markers.END_SOLUTION)[0] == ["    return x"]
+    assert cells.regions(sol, cells.BEGIN_SOLUTION, cells.END_SOLUTION)[0] == ["    return x"]
+
+
+def test_the_stub_and_the_markers_are_nbgraders_settings():
+    """The grader's stub is the course's c.ClearSolutions.code_stub; the delimiters are nbgrader's."""
+    from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
+    from traitlets.config import Config
+    from sandboxgrader import cells, runner
+    course = Config()
+    course.merge(Config({"ClearSolutions": {"code_stub": {"python": "pass  # TODO"}}}))
+    assert cells.code_stub(course) == "pass  # TODO" and cells.code_stub(Config()) == cells.STUB
+    assert cells.STUB == ClearSolutions().code_stub["python"]
+    sol = "def f(x):\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION\n"
+    assert runner.stub_of(sol, cells.code_stub(course)) == "def f(x):\n    pass  # TODO\n"
+    cs, ch = ClearSolutions(), ClearHiddenTests()
+    assert (cells.BEGIN_SOLUTION, cells.END_SOLUTION, cells.BEGIN_HIDDEN, cells.END_HIDDEN) == (
+        cs.begin_solution_delimeter, cs.end_solution_delimeter, ch.begin_test_delimeter, ch.end_test_delimeter)
+    text = (ROOT / "grading" / "nbgrader_config.py").read_text()
+    assert "delimeter" not in text, "the course changes nbgrader's delimiters: read them from the config here too"
+
+
+def _shown(value) -> str:
+    """A default as grading/README.md's table writes it."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20)):
+        if value >= size and value % size == 0:
+            return f"{value // size} {unit}"
+    return str(value)
+
+
+def test_every_sandbox_limit_is_in_the_config_and_the_readme_table_with_its_value():
+    """One source per limit: nbgrader_config.py sets every field of `Limits` and both budgets (the
+    course's values; `Limits` / `batch.Options` hold the engine's fallbacks), and grading/README.md's
+    table has one row per setting showing the configured value."""
+    from dataclasses import fields
+    from coursegrader.settings import load_config
+    from sandboxgrader.batch import Options
+    names = {f.name for f in fields(Limits)} | {"submission_budget", "job_timeout"}
+    configured = dict(load_config().Sandbox)
+    assert set(configured) == names
+    assert Options().budget and Options().job_timeout   # (the fallbacks exist)
+    rows = re.findall(r"^\| `(?:c\.Sandbox\.)?(\w+)` \| ([^|]+) \|", (ROOT / "grading" / "README.md").read_text(), re.M)
+    table = {name: shown.strip() for name, shown in rows if name != "timeout"}
+    assert table == {name: _shown(v) for name, v in configured.items()}
 
 
 def test_inert_keeps_text_and_real_images_only():
@@ -201,14 +251,16 @@ def test_memory_and_process_limits():
     from sandboxgrader.session import Session
     own = Session(slot=91).start()   # its leftover processes must not disturb the other tests
     try:
-        out = run_ok(own, "try:\n    b = bytearray(8 * 2**30)\nexcept MemoryError:\n    print('MemoryError')\n"
-                          "import os\npids = []\ntry:\n    for _ in range(500):\n        pid = os.fork()\n"
+        out = run_ok(own, f"try:\n    b = bytearray({LIMITS.address_space + 2**30})\nexcept MemoryError:\n"
+                          "    print('MemoryError')\n"
+                          f"import os\npids = []\ntry:\n    for _ in range({8 * LIMITS.processes}):\n"
+                          "        pid = os.fork()\n"
                           "        if pid == 0:\n            import time; time.sleep(5); os._exit(0)\n"
                           "        pids.append(pid)\nexcept OSError as e:\n    print('fork refused after', len(pids))\n")
     finally:
         own.shutdown()
     assert "MemoryError" in out
-    assert "fork refused after" in out and int(out.split()[-1]) < 100
+    assert "fork refused after" in out and int(out.split()[-1]) < LIMITS.processes
 
 
 @needs_sandbox
@@ -297,11 +349,8 @@ def test_runaway_calls_are_bounded(session, name):
 @pytest.fixture(scope="module")
 def small():
     """A kernel with small budgets, so each bound is cheap to hit."""
-    from sandboxgrader.kernel import Limits
     from sandboxgrader.session import Session
-    s = Session(slot=92, limits=Limits(memory=768 * 2**20, reply_bytes=2**20, home_size=16 * 2**20,
-                                       message_bytes=2**20),
-                files={"data.txt": b"1 2 3\n"}).start()
+    s = Session(slot=92, limits=SMALL, files={"data.txt": b"1 2 3\n"}).start()
     yield s
     s.shutdown()
 
@@ -317,18 +366,21 @@ def test_each_kernel_has_its_own_cgroup(small):
 
     def read(ctrl, v1, v2):
         return open(os.path.join(cg.dirs["" if cg.version == 2 else ctrl], v2 if cg.version == 2 else v1)).read()
-    assert int(read("memory", "memory.limit_in_bytes", "memory.max")) == 768 * 2**20
-    assert int(read("pids", "pids.max", "pids.max")) == 64
+    assert int(read("memory", "memory.limit_in_bytes", "memory.max")) == SMALL.memory
+    assert int(read("pids", "pids.max", "pids.max")) == SMALL.processes
     assert read("cpu", "cpu.cfs_quota_us", "cpu.max").split()[0] == "100000"   # one core for the whole tree
 
 
 @needs_sandbox
 def test_memory_budget_bounds_the_whole_process_tree(small):
-    """Four children of 300 MiB each, held: over the tree's 768 MiB although each is far under RLIMIT_AS."""
+    """Four children of 2/5 of the budget each, held: over the tree's budget although each is far under
+    RLIMIT_AS."""
     if small.kernel.cgroup is None:
         pytest.skip("no cgroup")
+    hog = 2 * SMALL.memory // 5
+    assert 4 * hog > SMALL.memory and hog < SMALL.address_space
     out = run_ok(small, "import os, signal\nkids = []\nfor _ in range(4):\n    pid = os.fork()\n    if pid == 0:\n"
-                        "        hog = b'x' * (300 * 2**20)\n        os.read(os.pipe()[0], 1)\n        os._exit(0)\n"
+                        f"        hog = b'x' * {hog}\n        os.read(os.pipe()[0], 1)\n        os._exit(0)\n"
                         "    kids.append(pid)\noom = 0\nwhile not oom:   # until the budget kills one\n"
                         "    pid, status = os.wait()\n    oom = os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9\n"
                         "for pid in kids:\n    try:\n        os.kill(pid, 9)\n    except OSError:\n        pass\n"
@@ -338,8 +390,10 @@ def test_memory_budget_bounds_the_whole_process_tree(small):
 
 @needs_sandbox
 def test_home_is_a_capped_tmpfs_with_the_assignment_files(small):
+    mib = 2 * SMALL.home_size // 2**20   # twice the home, still under the largest file (ENOSPC, not EFBIG)
+    assert mib * 2**20 < SMALL.file_size
     out = run_ok(small, "print(open('data.txt').read().strip())\ntry:\n    with open('big', 'wb') as fh:\n"
-                        "        for _ in range(64):\n            fh.write(b'x' * 2**20)\nexcept OSError as e:\n"
+                        f"        for _ in range({mib}):\n            fh.write(b'x' * 2**20)\nexcept OSError as e:\n"
                         "    print('refused', e.errno)\nimport os\nos.remove('big')\n")
     assert out.split("\n")[0] == "1 2 3" and "refused 28" in out    # ENOSPC
     assert not os.path.exists(os.path.join(small.kernel.base, "home", "big"))
@@ -364,7 +418,7 @@ def test_a_trickled_reply_meets_one_absolute_deadline(small):
 @needs_sandbox
 def test_an_oversized_reply_is_refused_unread(small):
     from sandboxgrader.trusted import TrustedRunner
-    run_ok(small, "def big(x):\n    return 'x' * (3 * 2**20)\n")
+    run_ok(small, f"def big(x):\n    return 'x' * {3 * SMALL.reply_bytes}\n")
     ok, _, err = TrustedRunner(small, call_timeout=10).run("big(1)", "big")
     assert not ok and "WireError" in err and "refused" in err
 

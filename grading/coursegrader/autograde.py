@@ -7,13 +7,12 @@ grading/reports/autograde.json (`records`; read by `make grades` for the anomaly
 """
 from __future__ import annotations
 
-import os
 import sys
 
 from traitlets.config import Config
 
 from . import nbutil
-from .nbg import run
+from .converters import run
 from .records import GradeResult, ensure_gradebook, record
 from .settings import Course
 
@@ -44,18 +43,17 @@ def _scores(course: Course, assignment: str, student: str) -> tuple[float, float
 
 
 def grade_submissions(course: Course, pairs: list[tuple[str, str]], progress: bool = True, *,
-                      engine: str | None = None, jobs: int | None = None) -> list[GradeResult]:
+                      engine: str = "sandbox", jobs: int | None = None, unsafe: bool = False) -> list[GradeResult]:
     """Autograde (assignment, student) pairs. Never aborts the batch.
 
     The engine is the sandboxed grader (grading/sandboxgrader: student code in bubblewrap, every
-    verdict computed in this process, JOBS workers) unless ``engine="nbgrader"`` (or GRADER=nbgrader)
-    asks for plain nbgrader. Without bubblewrap the sandbox refuses to run unless UNSAFE=1.
+    verdict computed in this process, ``jobs`` workers, default one per core) unless
+    ``engine="nbgrader"`` asks for plain nbgrader. Without bubblewrap the sandbox refuses to run
+    unless ``unsafe``. (`make autograde` passes GRADER, JOBS and UNSAFE as `--grader`, `--jobs`, `--unsafe`.)
     """
-    engine = engine or os.environ.get("GRADER", "sandbox")
     if engine == "sandbox":
         from .sandboxed import grade_submissions as sandboxed
-        jobs = jobs or int(os.environ.get("JOBS") or 0) or None
-        return sandboxed(course, pairs, jobs=jobs, unsafe=os.environ.get("UNSAFE") == "1", progress=progress)
+        return sandboxed(course, pairs, jobs=jobs or None, unsafe=unsafe, progress=progress)
     if engine != "nbgrader":
         raise ValueError(f"GRADER must be 'sandbox' or 'nbgrader', got {engine!r}")
     return grade_submissions_plain(course, pairs, progress)

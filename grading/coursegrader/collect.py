@@ -1,9 +1,10 @@
 """`make collect FROM=<zip or folder>`: LMS downloads -> grading/submitted/<student>/<id>/<notebook>.
 
-Understood layouts (a zip or a folder; a zip a student uploaded is opened too):
+Understood layouts, the table `LAYOUTS` (a zip or a folder; a zip a student uploaded is opened too):
   Moodle  `Ann Lee_12345_assignsubmission_file_/hw1_matrix_gradients.ipynb`  -> student `ann_lee`
   Canvas  `lee_12345_67890_hw1_matrix_gradients-1.ipynb` (also `lee_LATE_…`) -> student `lee`
-  plain   `<student>/<file>.ipynb` or `<student>/<assignment>/<file>.ipynb` (nbgrader's own layout)
+  Plain   `<student>/<file>.ipynb` or `<student>/<assignment>/<file>.ipynb` (nbgrader's own layout)
+A new LMS is one `Layout` subclass in `LAYOUTS` and one row in tests/test_grading_machinery.py.
 A single top-level folder wrapping everything is skipped. Two LMS ids with the same name get
 `<name>_<id>` (reported).
 
@@ -34,8 +35,6 @@ from pathlib import Path
 from . import nbutil
 from .settings import Course
 
-MOODLE = re.compile(r"^(?P<name>.+?)_(?P<num>\d+)_assign(?:submission|feedback)_\w*?_?$")
-CANVAS = re.compile(r"^(?P<name>.+?)(?:_late)?_(?P<num>\d+)_(?P<sub>\d+)_(?P<file>.+)$", re.I)
 RESUBMIT = re.compile(r"(?:-(\d+)| \((\d+)\))$")  # Canvas `-1`, browsers ` (1)`
 MAX_BYTES = 50_000_000          # one file (expanded)
 MAX_EXPANDED = 2 * 2**30        # all files of one download, expanded (zip bombs)
@@ -69,6 +68,66 @@ def slug(name: str) -> str:
     s = re.sub(r"\s+", "_", s)
     s = re.sub(r"[^\w.\-]", "", s)
     return s.strip("._-") or "unknown"
+
+
+class Layout:
+    """How one LMS lays out a download. `student(parts)`: (student, LMS id) from the path parts of a
+    file the LMS wrote, or None when the path is not this layout's; `stem(name)`: the file name the
+    student uploaded (the LMS's decoration removed; name without extension); `student_folder(name)`:
+    a top folder that is one student's (so never a wrapper to skip); `flat_file(name)`: a file name
+    of a flat download (every file directly in one folder)."""
+
+    def student(self, parts: tuple) -> tuple[str, str] | None:
+        return None
+
+    def stem(self, name: str) -> str:
+        return name
+
+    def student_folder(self, name: str) -> bool:
+        return False
+
+    def flat_file(self, name: str) -> bool:
+        return False
+
+
+class Moodle(Layout):
+    """`Ann Lee_12345_assignsubmission_file_/<file>`: one folder per student, the LMS id in its name."""
+
+    FOLDER = re.compile(r"^(?P<name>.+?)_(?P<num>\d+)_assign(?:submission|feedback)_\w*?_?$")
+
+    def student(self, parts):
+        m = self.FOLDER.match(parts[0]) if len(parts) >= 2 else None
+        return (slug(m["name"]), m["num"]) if m else None
+
+    def student_folder(self, name):
+        return bool(self.FOLDER.match(name))
+
+
+class Canvas(Layout):
+    """`lee_12345_67890_<file>` (or `lee_LATE_…`), all in one folder: name, user id, submission id."""
+
+    FILE = re.compile(r"^(?P<name>.+?)(?:_late)?_(?P<num>\d+)_(?P<sub>\d+)_(?P<file>.+)$", re.I)
+
+    def student(self, parts):
+        c = self.FILE.match(parts[-1]) if len(parts) == 1 else None
+        return (slug(c["name"]), c["num"]) if c else None
+
+    def stem(self, name):
+        c = self.FILE.match(name)
+        return c["file"] if c else name
+
+    def flat_file(self, name):
+        return bool(self.FILE.match(name))
+
+
+class Plain(Layout):
+    """`<student>/<file>` or nbgrader's own `<student>/<assignment>/<file>`: the folder is the student."""
+
+    def student(self, parts):
+        return (slug(parts[0]), "") if len(parts) >= 2 else None
+
+
+LAYOUTS = (Moodle(), Canvas(), Plain())   # tried in this order: the first that knows the path wins
 
 
 class Budget:
@@ -228,11 +287,11 @@ def strip_wrapper(items: list[Item], assignment_ids: set[str]) -> None:
     # the layout is the LMS's: judged on what the LMS wrote (an uploaded zip, not what is inside it)
     live = [i for i in uploads + [i for i in items if i.upload is None] if not _junk(i.parts)]
     tops = {i.parts[0] for i in live}
-    if not live or len(tops) != 1 or MOODLE.match(next(iter(tops))):
+    if not live or len(tops) != 1 or any(lay.student_folder(next(iter(tops))) for lay in LAYOUTS):
         return
-    flat_canvas = all(len(i.parts) == 2 and CANVAS.match(i.parts[1]) for i in live)
+    flat = any(all(len(i.parts) == 2 and lay.flat_file(i.parts[1]) for i in live) for lay in LAYOUTS)
     nested = all(len(i.parts) >= 3 for i in live) and not any(i.parts[1] in assignment_ids for i in live)
-    if flat_canvas or nested:
+    if flat or nested:
         for i in items + uploads:
             if i.parts and i.parts[0] in tops and len(i.parts) > 1:
                 i.parts = i.parts[1:]
@@ -255,18 +314,11 @@ def _who(item: Item) -> None:
             item.student, item.lms_num = owner.student, owner.lms_num
             item.notes.append(f"from {owner.student}'s upload {owner.parts[-1]} (its LMS time counts)")
         return
-    parts = item.parts
-    m = MOODLE.match(parts[0]) if len(parts) >= 2 else None
-    if m:
-        item.student, item.lms_num = slug(m["name"]), m["num"]
-        return
-    c = CANVAS.match(parts[-1]) if len(parts) == 1 else None
-    if c:
-        item.student, item.lms_num = slug(c["name"]), c["num"]
-        return
-    if len(parts) >= 2:
-        item.student = slug(parts[0])
-        return
+    for layout in LAYOUTS:
+        found = layout.student(item.parts)
+        if found:
+            item.student, item.lms_num = found
+            return
     item.status, item.reason = "bad", "cannot tell the student from the path"
 
 
@@ -276,9 +328,10 @@ def _stem(name: str) -> tuple[str, int]:
     for ext in (".json", ".txt", ".ipynb"):
         if base.lower().endswith(ext):
             base = base[: -len(ext)]
-    c = CANVAS.match(base)
-    if c:
-        base = c["file"]
+    for layout in LAYOUTS:   # the first layout that decorated the name
+        if layout.stem(base) != base:
+            base = layout.stem(base)
+            break
     order = 0
     m = RESUBMIT.search(base)
     if m:

@@ -18,11 +18,10 @@ import signal
 import sys
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 from . import nbutil
+from .converters import run
 from .records import load_records
-from .nbg import run
 from .settings import Course
 
 
@@ -194,7 +193,3 @@ def _one(course: Course, aid: str, sid: str, cache: dict) -> FeedbackResult:
             page.unlink()  # never hand out a page that leaks
             problems.append(f"{page.name}: {found[0]} (+{len(found) - 1} more), page deleted")
     return FeedbackResult(aid, sid, not problems, [str(p) for p in pages if p.exists()], "; ".join(problems))
-
-
-def pages(course: Course, assignment: str, student: str) -> list[Path]:
-    return sorted((course.feedback / student / assignment).glob("*.html"))

@@ -169,7 +169,7 @@ def build(assignment: str, source_nb: dict, release_nb: dict, nb_name: str, *, d
     filled = answers(source_nb)
     pts = test_points(source_nb)
     total = sum(pts.values())
-    order = [nbutil.grade_id(c) for c in source_nb["cells"] if nbutil.is_solution(c) and c.get("cell_type") == "code"]
+    order = [nbutil.grade_id(c) for c in source_nb["cells"] if nbutil.is_answer(c) and c.get("cell_type") == "code"]
     target = next(g for g in order if _defined_function(filled[g]) and _readers(source_nb, _defined_function(filled[g])))
     last = next(g for g in reversed(order) if _defined_function(filled[g]) and
                 _readers(source_nb, _defined_function(filled[g])))

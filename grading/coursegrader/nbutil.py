@@ -7,8 +7,10 @@ import re
 import tempfile
 from pathlib import Path
 
-from sandboxgrader.markers import (BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN,  # noqa: F401 (one parser)
-                                   END_SOLUTION, regions)
+# cells and markers have one home, below both packages; the workflow reads them through here
+from sandboxgrader.cells import (BEGIN_HIDDEN, BEGIN_SOLUTION, CANONICAL, END_HIDDEN, END_SOLUTION,  # noqa: F401
+                                 grade_id, is_answer, is_test, marker_problems, meta, points, regions, src)
+
 # lines so generic that they may appear in a release legitimately (stubs, punctuation, `return x`)
 TRIVIAL = re.compile(r"^(.{0,7}|pass|return \w+|raise NotImplementedError(\(\))?|# YOUR CODE HERE|YOUR ANSWER HERE"
                      r"|[\[\](){}:,.\s]*|else:|try:|finally:|[\"']{3})$")
@@ -42,44 +44,6 @@ def write_atomic(path: Path, data: bytes | str) -> None:
 
 def write_nb(path: Path, nb: dict) -> None:
     write_atomic(path, dumps_nb(nb))
-
-
-def src(cell: dict) -> str:
-    """A cell's source as text; whatever a hand-edited file holds there (a number, null) reads as ""."""
-    s = cell.get("source", "") if isinstance(cell, dict) else ""
-    if isinstance(s, list):
-        return "".join(x for x in s if isinstance(x, str))
-    return s if isinstance(s, str) else ""
-
-
-def meta(cell: dict) -> dict:
-    m = cell.get("metadata") if isinstance(cell, dict) else None
-    m = m.get("nbgrader") if isinstance(m, dict) else None
-    return m if isinstance(m, dict) else {}
-
-
-def grade_id(cell: dict) -> str | None:
-    """The nbgrader grade_id, only if it is a string (a list or a number is no id)."""
-    g = meta(cell).get("grade_id")
-    return g if isinstance(g, str) else None
-
-
-def is_solution(cell: dict) -> bool:
-    return bool(meta(cell).get("solution"))
-
-
-def is_test(cell: dict) -> bool:
-    """Autograder test cell: graded code cell that is not an answer cell."""
-    m = meta(cell)
-    return isinstance(cell, dict) and cell.get("cell_type") == "code" and bool(m.get("grade")) \
-        and not m.get("solution")
-
-
-def points(cell: dict) -> float:
-    try:
-        return float(meta(cell).get("points", 0) or 0)
-    except (TypeError, ValueError):
-        return 0.0
 
 
 def drop_markers(text: str) -> str:

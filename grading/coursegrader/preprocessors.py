@@ -28,11 +28,10 @@ from nbconvert.exporters import NotebookExporter
 from nbformat.notebooknode import from_dict
 from traitlets import Bool, Integer, Unicode
 
-from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor
 from sandboxgrader import inert
-from sandboxgrader.markers import without_hidden
+from sandboxgrader.cells import grade_id, meta, without_hidden
 
 RESTORED_NOTE = "# (restored by the grader: this test cell was missing from the submission)\n"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -52,18 +51,6 @@ def kernel_arguments() -> list[str]:
     """Extra arguments of the grading kernel (nbclient passes them to ipykernel)."""
     return ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=ERROR",
             "--IPKernelApp.exec_lines=exec(" + json.dumps(KERNEL_SETUP) + ", {})"]
-
-
-def _grade_id(cell) -> str | None:
-    meta = cell.get("metadata", {}).get("nbgrader")
-    if not meta:
-        return None
-    return meta.get("grade_id")
-
-
-def is_test_cell(cell) -> bool:
-    """An autograder test: a graded, non-answer code cell."""
-    return cell.get("cell_type") == "code" and utils.is_grade(cell) and not utils.is_solution(cell)
 
 
 def _drop_nbgrader(cell) -> None:
@@ -87,11 +74,8 @@ class SanitizeGradeIds(NbGraderPreprocessor):
                 known = None
         seen = set()
         for cell in reversed(nb.cells):
-            meta = cell.get("metadata", {}).get("nbgrader")
-            if meta is None:
-                continue
-            gid = meta.get("grade_id")
-            if not (meta.get("grade") or meta.get("solution") or meta.get("locked") or meta.get("task")):
+            m, gid = meta(cell), grade_id(cell)
+            if not (m.get("grade") or m.get("solution") or m.get("locked") or m.get("task")):
                 continue
             if not gid:
                 self.log.warning("nbgrader cell without grade_id: metadata dropped")
@@ -129,7 +113,7 @@ class RestoreMissingTests(NbGraderPreprocessor):
             solutions = {c.name for c in notebook.solution_cells}
             sources = {c.name: c for c in notebook.source_cells}
             tests = {g.name: g for g in notebook.grade_cells if g.cell_type == "code" and g.name not in solutions}
-            present = {_grade_id(c) for c in nb.cells} - {None}
+            present = {grade_id(c) for c in nb.cells} - {None}
             missing = [k for k in tests if k not in present]
             if not missing:
                 return nb, resources
@@ -162,12 +146,12 @@ class RestoreMissingTests(NbGraderPreprocessor):
             return []
         with open(path, encoding="utf-8") as fh:
             release = json.load(fh)
-        return [g for g in (_grade_id(c) for c in release["cells"]) if g]
+        return [g for g in (grade_id(c) for c in release["cells"]) if g]
 
     @staticmethod
     def _matching_plain_cell(nb, visible: str):
         for cell in nb.cells:
-            if cell.cell_type == "code" and _grade_id(cell) is None and cell.source.strip() == visible.strip() \
+            if cell.cell_type == "code" and grade_id(cell) is None and cell.source.strip() == visible.strip() \
                     and visible.strip():
                 return cell
         return None
@@ -176,7 +160,7 @@ class RestoreMissingTests(NbGraderPreprocessor):
     def _position(nb, gid: str, order: list[str]) -> int:
         """After the nearest earlier cell of the release still present, else before the nearest later one,
         else at the end (tests after every answer is the safe default)."""
-        index = {g: i for i, g in enumerate(_grade_id(c) for c in nb.cells) if g}
+        index = {g: i for i, g in enumerate(grade_id(c) for c in nb.cells) if g}
         if gid in order:
             k = order.index(gid)
             for g in reversed(order[:k]):

@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from . import nbutil
-from .nbg import run
+from .converters import run
 from .settings import Course
 
 

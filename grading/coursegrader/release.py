@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import ast
 import shutil
+import tempfile
 from pathlib import Path
 
 from . import nbutil
-from .nbg import RunResult, run
+from .converters import RunResult, run
 from .settings import Course
 
 
@@ -80,12 +81,15 @@ def lint(nb: dict) -> list[str]:
             if gid in seen:
                 problems.append(f"cell {k}: grade_id {gid!r} also used by cell {seen[gid]}")
             seen.setdefault(gid, k)
-        if nbutil.is_solution(cell) and cell.get("cell_type") == "code" and nbutil.BEGIN_SOLUTION not in text:
+        if nbutil.is_answer(cell) and cell.get("cell_type") == "code" and nbutil.BEGIN_SOLUTION not in text:
             problems.append(f"cell {k} ({gid}): answer cell without '### BEGIN SOLUTION' (the whole cell "
                             f"would be replaced by the stub)")
+        for line in nbutil.marker_problems(text):   # nbgrader reads any of them; we write one form
+            problems.append(f"cell {k} ({gid}): marker line {line.strip()!r} is not exactly one of "
+                            f"{', '.join(repr(m) for m in nbutil.CANONICAL)} (alone on its line)")
         if nbutil.BEGIN_HIDDEN in text and not nbutil.is_test(cell):
             problems.append(f"cell {k}: hidden tests outside an autograder test cell")
-        if nbutil.BEGIN_SOLUTION in text and not nbutil.is_solution(cell):
+        if nbutil.BEGIN_SOLUTION in text and not nbutil.is_answer(cell):
             problems.append(f"cell {k}: solution region in a cell not marked as an answer")
         if nbutil.is_test(cell):
             if nbutil.points(cell) <= 0:
@@ -150,3 +154,15 @@ def compare(fresh: Path, committed: Path) -> list[str]:
                 detail = "bytes"
             diffs.append(f"differs: {k} ({detail})")
     return diffs
+
+
+def fresh_release_diff(course: Course) -> list[str]:
+    """Generate into a temp course (own gradebook) and compare with the committed release."""
+    with tempfile.TemporaryDirectory(prefix="release-check-") as tmp:
+        root = Path(tmp)
+        (root / "solutions").symlink_to(course.source, target_is_directory=True)
+        scratch = Course.at(root)
+        failed = [r for r in generate(scratch) if not r.success]
+        if failed:
+            return [f"generation failed for {r.assignment}: {r.error.strip().splitlines()[-1:]}" for r in failed]
+        return compare(scratch.release, course.release)

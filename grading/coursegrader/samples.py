@@ -112,7 +112,7 @@ def mutate(text: str, spec: dict, what: str = "mutation") -> str:
 def answers(source_nb: dict) -> dict[str, str]:
     """grade_id -> the solution's answer (the source cell without its marker lines)."""
     return {nbutil.grade_id(c): nbutil.drop_markers(nbutil.src(c))
-            for c in source_nb["cells"] if nbutil.is_solution(c)}
+            for c in source_nb["cells"] if nbutil.is_answer(c)}
 
 
 def test_points(source_nb: dict) -> dict[str, float]:
@@ -123,7 +123,7 @@ def fill(release_nb: dict, filled: dict[str, str]) -> dict:
     nb = copy.deepcopy(release_nb)
     for cell in nb["cells"]:
         gid = nbutil.grade_id(cell)
-        if nbutil.is_solution(cell) and gid in filled:
+        if nbutil.is_answer(cell) and gid in filled:
             cell["source"] = filled[gid]
     return nb
 
@@ -152,7 +152,7 @@ def _dupe(nb: dict) -> tuple[dict, str]:
     """Copy-paste the first answer cell and the first test cell (Lab copies the metadata, grade_id
     included, and gives a new cell id), and delete another test cell. Returns (notebook, deleted id)."""
     nb = copy.deepcopy(nb)
-    for pick in (nbutil.is_solution, nbutil.is_test):
+    for pick in (nbutil.is_answer, nbutil.is_test):
         for i, cell in enumerate(nb["cells"]):
             if pick(cell) and cell.get("cell_type") == "code":
                 twin = copy.deepcopy(cell)

@@ -13,9 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
-
 from sandboxgrader.batch import Job, Options, grade_many
+from sandboxgrader.cells import code_stub
 from sandboxgrader.kernel import SandboxUnavailable, check_tools
 
 
@@ -107,7 +106,7 @@ def sandbox_options(course, cell_timeout: float, call_timeout: float, unsafe: bo
     if unknown:
         raise ValueError(f"unknown c.Sandbox setting(s) in nbgrader_config.py: {', '.join(unknown)} "
                          f"(known: submission_budget, job_timeout, {', '.join(sorted(names))})")
-    opts = Options(cell_timeout, call_timeout, unsafe)
+    opts = Options(cell_timeout, call_timeout, unsafe, code_stub=code_stub(course.config))
     if "submission_budget" in cfg:
         opts.budget = float(cfg["submission_budget"]) if cfg["submission_budget"] else None
     if "job_timeout" in cfg:

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 
 import nbformat
 
+from .cells import STUB
+
 
 @dataclass
 class Job:
@@ -38,22 +40,12 @@ class Options:
     budget: float | None = 600.0        # seconds of student code per submission (runner.grade)
     job_timeout: float | None = 1800.0  # wall-clock deadline of one job: the worker is killed beyond
     limits: dict = field(default_factory=dict)   # kernel.Limits fields that differ from the defaults
-
-
-def _result_dict(res) -> dict:
-    d = {k: v for k, v in res.__dict__.items() if k != "nb"}
-    d["verdicts"] = [asdict(v) for v in res.verdicts]
-    d["manual"] = [asdict(m) for m in res.manual]
-    d["nb"] = nbformat.writes(res.nb) if res.nb is not None else None
-    d["score"], d["max_score"] = res.score, res.max_score
-    return d
+    code_stub: str = STUB   # replaces a missing answer's solution (c.ClearSolutions.code_stub)
 
 
 def _failure(job: Job, message: str, seconds: float = 0.0) -> dict:
-    return {"student": job.student, "assignment": job.assignment, "notebook": job.notebook, "verdicts": [],
-            "manual": [],
-            "flags": [f"grader error: {message}"], "nb": None, "seconds": seconds, "calls": 0, "call_seconds": 0.0,
-            "score": 0.0, "max_score": 0.0, "error": message}
+    from .runner import Result
+    return Result.failed(job.student, job.assignment, job.notebook, message, seconds).to_dict()
 
 
 def _session(slot: int, options: Options, hidden: tuple = ()):
@@ -113,10 +105,10 @@ def _grade_one(job: Job, options: Options, state: dict) -> dict:
         submission, bad = read_submission(job.submission_path)
         res = grade(session, source, submission, student=job.student, assignment=job.assignment,
                     notebook=job.notebook, cell_timeout=options.cell_timeout, call_timeout=options.call_timeout,
-                    budget=options.budget)
+                    budget=options.budget, stub=options.code_stub)
         if bad:
             res.flags.insert(0, bad)
-        out = _result_dict(res)
+        out = res.to_dict()
         out["seconds"] = time.monotonic() - t0
     except Exception as exc:  # noqa: BLE001 - one submission's failure must not stop the batch
         out = _failure(job, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-2000:]}")

@@ -106,7 +106,7 @@ class Limits:
     address_space: int = 3 * 2**30     # bytes per process (RLIMIT_AS): MemoryError beyond
     cpu_seconds: int = 300             # RLIMIT_CPU per process; also the whole kernel tree's CPU budget
     processes: int = 64                # processes + threads of the kernel's uid (RLIMIT_NPROC) and tree
-    open_files: int = 256
+    open_files: int = 256              # open file descriptors per process (RLIMIT_NOFILE)
     file_size: int = 64 * 2**20        # largest file the kernel may write
     tmp_size: int = 64 * 2**20         # /tmp and /dev/shm: size-capped tmpfs each
     home_size: int = 256 * 2**20       # the kernel's home: a size-capped tmpfs (no host disk)
@@ -114,6 +114,8 @@ class Limits:
     cpus: float = 1.0                  # CPU share of the whole kernel tree (cgroup quota), in cores
     reply_bytes: int = 16 * 2**20      # largest answer of the agent (refused unread beyond)
     message_bytes: int = 16 * 2**20    # largest Jupyter message the grader accepts from the kernel
+    cell_output_chars: int = 200_000   # characters of output kept per cell (feedback), the rest cut
+    call_output_chars: int = 2_000_000 # characters a graded call may print before it is stopped
 
 
 def check_tools() -> None:
@@ -540,9 +542,6 @@ class SandboxKernel:
                                                            client.session, client.ioloop)
         self.shell_monitor = client.shell_channel.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
 
-    def start(self, timeout: float = 60) -> "SandboxKernel":
-        return self.launch().connect(timeout)
-
     def lock_run_dir(self) -> None:
         """Once the kernel's sockets exist: the run directory becomes root's (no host disk for the kernel)."""
         if self.unsafe:
@@ -632,9 +631,3 @@ class SandboxKernel:
             self._uid_lock = None
         self.km = self.client = self._log = None
         shutil.rmtree(self.base, ignore_errors=True)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.shutdown()

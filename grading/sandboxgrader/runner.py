@@ -13,38 +13,26 @@ from __future__ import annotations
 import copy
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import nbformat
 from nbgrader.utils import compute_checksum
 
-from . import inert, markers
+from . import inert
+from .cells import STUB, hidden_tail, is_answer, is_test, replace_solutions, src, without_hidden
+from .cells import meta as nbmeta   # (the functions below name their locals `meta`)
 from .session import CellRun, Session
 from .trusted import TrustedRunner
-
-def nbmeta(cell) -> dict:
-    m = cell.get("metadata")
-    m = m.get("nbgrader") if isinstance(m, dict) else None
-    return m if isinstance(m, dict) else {}
-
-
-def is_test(cell) -> bool:
-    m = nbmeta(cell)
-    return cell["cell_type"] == "code" and bool(m.get("grade")) and not m.get("solution")
-
-
-def is_answer(cell) -> bool:
-    return bool(nbmeta(cell).get("solution"))
 
 
 def visible_part(source: str) -> str:
     """A test cell as students see it: hidden tests removed (by nbgrader's own marker rule)."""
-    return markers.without_hidden(source)
+    return without_hidden(source)
 
 
-def stub_of(source: str) -> str:
-    """An answer cell as released: the solution replaced by the stub."""
-    return markers.replace_solutions(source, "# YOUR CODE HERE\nraise NotImplementedError()")
+def stub_of(source: str, stub: str = STUB) -> str:
+    """An answer cell as released: the solution replaced by the stub (``c.ClearSolutions.code_stub``)."""
+    return replace_solutions(source, stub)
 
 
 _NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?![\w.])|\b(?:nan|inf)\b")
@@ -70,13 +58,6 @@ def hidden_message(err: str, grade_id: str) -> str:
         evalue = evalue[:m.start()]
     evalue = _NUMBER.sub("…", " ".join(evalue.split()))[:300]
     return f"{ename or 'Error'}: a hidden test of {grade_id} failed: {evalue or ename}"
-
-
-def src(cell) -> str:
-    s = cell.get("source", "")
-    if isinstance(s, list):
-        return "".join(x for x in s if isinstance(x, str))
-    return s if isinstance(s, str) else ""   # (a number or null in a hand-edited file)
 
 
 @dataclass
@@ -121,6 +102,21 @@ class Result:
     def max_score(self) -> float:
         return sum(v.points for v in self.verdicts) + sum(m.points for m in self.manual)
 
+    def to_dict(self) -> dict:
+        """The one record a worker sends its parent (plain JSON): every field, the notebook as
+        text, the score and its maximum."""
+        d = {k: v for k, v in self.__dict__.items() if k != "nb"}
+        d["verdicts"] = [asdict(v) for v in self.verdicts]
+        d["manual"] = [asdict(m) for m in self.manual]
+        d["nb"] = nbformat.writes(self.nb) if self.nb is not None else None
+        d["score"], d["max_score"] = self.score, self.max_score
+        return d
+
+    @classmethod
+    def failed(cls, student: str, assignment: str, notebook: str, message: str, seconds: float = 0.0) -> "Result":
+        """A job the grader could not grade: no verdicts, NOT graded (``error``), flagged."""
+        return cls(student, assignment, notebook, flags=[f"grader error: {message}"], seconds=seconds, error=message)
+
 
 def key_of(cell):
     """How a cell is matched between source and submission: its grade_id, else its cell id."""
@@ -131,7 +127,7 @@ def key_of(cell):
     return ("id", cid if isinstance(cid, str) else None)
 
 
-def merge(source_nb, submission_nb, flags: list):
+def merge(source_nb, submission_nb, flags: list, stub: str = STUB):
     """The cells to run: instructor cells from the source, answers and extra cells from the student."""
     by_id, seen, extras = {}, set(), {None: []}
     anchor = None
@@ -166,7 +162,7 @@ def merge(source_nb, submission_nb, flags: list):
         if is_answer(scell):
             if mine is None:
                 flags.append(f"answer cell {gid!r} missing: restored blank")
-                cell.source = stub_of(src(scell)) if scell["cell_type"] == "code" else ""
+                cell.source = stub_of(src(scell), stub) if scell["cell_type"] == "code" else ""
             else:
                 cell.source = src(mine)
                 if nbmeta(mine).get("checksum"):   # the release's: tells an untouched answer
@@ -203,7 +199,8 @@ def budget_flags(session: Session) -> list[str]:
 
 
 def grade(session: Session, source_nb, submission_nb, *, student: str, assignment: str, notebook: str,
-          cell_timeout: float = 30, call_timeout: float = 30, budget: float | None = None) -> Result:
+          cell_timeout: float = 30, call_timeout: float = 30, budget: float | None = None,
+          stub: str = STUB) -> Result:
     """Run the submission in ``session`` (a started sandbox) and compute every verdict in-process.
 
     ``budget``: seconds the submission's code may take in all (cells and calls; restarting the
@@ -213,7 +210,7 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
     """
     t0 = time.monotonic()
     res = Result(student, assignment, notebook)
-    cells = merge(source_nb, submission_nb, res.flags)
+    cells = merge(source_nb, submission_nb, res.flags, stub)
     trusted = TrustedRunner(session, call_timeout=call_timeout)
     history: list[str] = []   # code that ran in the sandbox, replayed after a restart
     count = 0
@@ -316,7 +313,7 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
             ok, err = False, f"not run: {why}"
         elif snapshot is not None:   # the grader's names as they were after this cell's visible tests
             trusted.restore(snapshot)
-            tail = markers.hidden_tail(full)
+            tail = hidden_tail(full)
             ensure_alive()
             t1 = time.monotonic()
             trusted.budget = None if budget is None else budget - spent()

@@ -69,6 +69,8 @@ def program() -> bytes:
     ins.append(_ins(BPF_LD_W_ABS, 0, 0, OFF_ARG0))       # low 32 bits of the flags
     ins.append(_ins(BPF_JSET_K, 0, 1, CLONE_NS_FLAGS))
     ins.append(_ins(BPF_RET_K, 0, 0, eperm))
+    # two ALLOWs on purpose: the clone check's jumps land on the first (clone without namespace
+    # flags) and skip over it (`JEQ CLONE, 0, 4` jumps 4 ahead) to the second (any other call)
     ins.append(_ins(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW))
     ins.append(_ins(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW))
     return b"".join(ins)

@@ -26,8 +26,6 @@ from .agent_src import AGENT
 from . import kernel as kernel_mod
 from .kernel import Limits, SandboxKernel
 
-CELL_OUTPUT_LIMIT = 200_000        # characters of output kept per cell (feedback)
-CALL_OUTPUT_LIMIT = 2_000_000      # characters a proxied call may print before it is stopped
 INTERRUPT_GRACE = 3.0
 FLOOD_MESSAGES = 4   # a cell or call may send this many messages' worth (x message_bytes) in all
 PIDS_SLACK = 4   # threads a call may start and leave (its watchdog, a library's pool)
@@ -391,7 +389,7 @@ class Session:
         self._too_large = False
         try:
             msg_id = self._send(code, silent=False, store_history=store_history)
-            content, status, timed_out, truncated = self._wait(msg_id, timeout, outputs, CELL_OUTPUT_LIMIT)
+            content, status, timed_out, truncated = self._wait(msg_id, timeout, outputs, self.limits.cell_output_chars)
         except KernelDied:
             return CellRun("dead", outputs, "DeadKernelError", "the kernel died while running this cell "
                            "(os._exit, a crash, or a resource limit)", time.monotonic() - t0)
@@ -427,7 +425,7 @@ class Session:
                                     f"more than {FLOOD_MESSAGES} such, was refused by the grader]\n"})
         elif truncated:
             outputs.append({"output_type": "stream", "name": "stdout",
-                            "text": f"\n[output truncated by the grader: more than {CELL_OUTPUT_LIMIT} characters]\n"})
+                            "text": f"\n[output truncated by the grader: more than {self.limits.cell_output_chars} characters]\n"})
         seconds = time.monotonic() - t0
         if timed_out:
             return CellRun("timeout", outputs, "TimeoutError", f"cell interrupted after {timeout:.0f} s", seconds,
@@ -458,7 +456,7 @@ class Session:
         an oversized reply is refused without being read (the kernel is restarted, since the
         stream is then out of step).
         """
-        body = json.dumps({**req, "deadline": timeout, "output_limit": CALL_OUTPUT_LIMIT}).encode()
+        body = json.dumps({**req, "deadline": timeout, "output_limit": self.limits.call_output_chars}).encode()
         sock = self._sock
         deadline = time.monotonic() + timeout + INTERRUPT_GRACE
         limit = self.limits.reply_bytes
@@ -499,7 +497,7 @@ class Session:
             etype = answer.get("etype")
             self._reap()
             if etype == "OutputFlood":
-                raise OutputFlood(f"printed more than {CALL_OUTPUT_LIMIT} characters")
+                raise OutputFlood(f"printed more than {self.limits.call_output_chars} characters")
             if etype == "TimeoutError" and "deadline" not in str(answer.get("evalue", "")):
                 raise CallTimeout(f"the call ran longer than {timeout:.0f} s and was stopped")
         return answer
@@ -531,7 +529,7 @@ class Session:
         msg_id = self._send("", silent=True, store_history=False,
                             user_expressions={"r": "__sg_call__()"}, metadata={"sg": req})
         try:
-            content, status, timed_out, _ = self._wait(msg_id, timeout, None, CALL_OUTPUT_LIMIT)
+            content, status, timed_out, _ = self._wait(msg_id, timeout, None, self.limits.call_output_chars)
         except (CallTimeout, OutputFlood):
             self.restart()
             raise

@@ -107,7 +107,10 @@ def decode(node, make_handle, depth: int = 0):
         except ValueError:
             raise WireError(f"bad float {v!r}") from None
     if t == "complex" and isinstance(v, list) and len(v) == 2:
-        return complex(float(v[0]), float(v[1]))
+        try:
+            return complex(float(v[0]), float(v[1]))
+        except (TypeError, ValueError):
+            raise WireError(f"bad complex {v!r}"[:200]) from None
     if t == "str" and isinstance(v, str) and len(v) <= MAX_STR:
         return v
     if t == "array" and isinstance(v, str):
