@@ -44,7 +44,7 @@ formgrader: install ## JupyterLab for instructors: Nbgrader -> Formgrader sees t
 	cd grading && $(abspath $(BIN))/jupyter lab --ServerApp.root_dir=.. $(if $(filter 0,$(shell id -u)),--allow-root,)
 endif
 
-test: install test-utils test-lectures ## run every test suite
+test: install lint test-utils test-lectures ## run every test suite (lint first: it takes seconds)
 
 ifneq ($(wildcard tests/test_*.py),)
 test: test-repo

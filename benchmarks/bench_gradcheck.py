@@ -38,6 +38,7 @@ In the tables of planted mistakes the f-values are memoised across the cases tha
 
 Progress goes to stderr, the tables to stdout.
 """
+
 from __future__ import annotations
 
 import os
@@ -65,7 +66,7 @@ try:
 except ImportError:  # not installed: use the source tree
     sys.path.insert(0, str(ROOT / "utils"))
     import gradcheck as gc
-sys.path.insert(0, str(ROOT / "utils" / "tests"))   # the planted-mistake Functions the tests use too
+sys.path.insert(0, str(ROOT / "utils" / "tests"))  # the planted-mistake Functions the tests use too
 from planted import solve_function  # noqa: E402
 
 torch.set_num_threads(1)
@@ -74,13 +75,13 @@ SEED = 20261130
 SIZES = (10, 100, 1_000, 10_000, 100_000)
 QUICK_SIZES = (10, 100, 1_000)
 DETECT_SIZES = (100, 10_000)
-SKIP_SECONDS = 10.0       # a run predicted to take longer is not run
-BUDGET_SECONDS = 150.0    # nor one that would take the whole measurement past this
-GUARD_SECONDS = 1.0       # torch fast mode: stop after the verdict if its failure path costs more
-REPEAT_BELOW = 0.05       # runs shorter than this are timed best of 3
-SCIPY_RTOL = 1e-5         # check_grad passes when its error / ‖grad(x)‖ is below this
+SKIP_SECONDS = 10.0  # a run predicted to take longer is not run
+BUDGET_SECONDS = 150.0  # nor one that would take the whole measurement past this
+GUARD_SECONDS = 1.0  # torch fast mode: stop after the verdict if its failure path costs more
+REPEAT_BELOW = 0.05  # runs shorter than this are timed best of 3
+SCIPY_RTOL = 1e-5  # check_grad passes when its error / ‖grad(x)‖ is below this
 CS231N_H, CS231N_RTOL = 1e-5, 1e-7
-PROBE = (20, 220)         # evaluations between which a running check is timed (cost model)
+PROBE = (20, 220)  # evaluations between which a running check is timed (cost model)
 README = ROOT / "utils" / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
@@ -92,18 +93,19 @@ def log(*args):
 # ---------------------------------------------------------------------------------------------
 # problems
 
+
 @dataclass
 class Problem:
-    key: str                  # case key, e.g. "correct", "entry0.0001", "sign", "transposed"
-    family: str               # cases of one family share f and x (memoisation)
+    key: str  # case key, e.g. "correct", "entry0.0001", "sign", "transposed"
+    family: str  # cases of one family share f and x (memoisation)
     n: int
     dtype: type
-    f: callable               # numpy f; accepts complex input (complex step)
-    grad: callable            # the "student" gradient (numpy), possibly buggy
+    f: callable  # numpy f; accepts complex input (complex step)
+    grad: callable  # the "student" gradient (numpy), possibly buggy
     x: np.ndarray
     torch_f: callable = None  # native torch f (correct gradients), or None → custom Function
-    note: str = ""            # normwise relative size of a single-entry bug
-    raw_f: callable = None    # f itself when ``f`` is memoised
+    note: str = ""  # normwise relative size of a single-entry bug
+    raw_f: callable = None  # f itself when ``f`` is memoised
 
 
 def least_squares(n, dtype=np.float64, bug=None, delta=None, native=True):
@@ -111,8 +113,9 @@ def least_squares(n, dtype=np.float64, bug=None, delta=None, native=True):
 
     ``native``: for a correct gradient, hand torch a native torch f (else the custom Function)."""
     rng = np.random.default_rng([SEED, n])
-    A, b, x0 = (v.astype(dtype) for v in (rng.standard_normal((50, n)), rng.standard_normal(50),
-                                          rng.standard_normal(n)))
+    A, b, x0 = (
+        v.astype(dtype) for v in (rng.standard_normal((50, n)), rng.standard_normal(50), rng.standard_normal(n))
+    )
     cdtype = np.complex64 if dtype == np.float32 else np.complex128
     tenth = dtype(0.1)
 
@@ -127,7 +130,7 @@ def least_squares(n, dtype=np.float64, bug=None, delta=None, native=True):
 
     g0 = true_grad(x0).astype(np.float64)
     # a single-entry bug sits on a typical entry: |g_j| closest to the RMS of g
-    j = int(np.argmin(np.abs(np.abs(g0) - np.sqrt(np.mean(g0 ** 2)))))
+    j = int(np.argmin(np.abs(np.abs(g0) - np.sqrt(np.mean(g0**2)))))
     note, key = "", bug or "correct"
     if bug is None:
         grad = true_grad
@@ -138,6 +141,7 @@ def least_squares(n, dtype=np.float64, bug=None, delta=None, native=True):
             g = true_grad(x).copy()
             g[j] = g[j] * (1 + delta)
             return g
+
         note = f"{delta * abs(g0[j]) / np.linalg.norm(g0):.1e}"
     elif bug == "sign":
         grad = lambda x: -true_grad(x)  # noqa: E731
@@ -152,6 +156,7 @@ def least_squares(n, dtype=np.float64, bug=None, delta=None, native=True):
 
         def torch_f(x):
             return 0.5 * ((At @ x - bt) ** 2).sum() + 0.1 * torch.log1p(torch.exp(x)).sum()
+
     return Problem(key, "lsq", n, dtype, f, grad, x0, torch_f, note)
 
 
@@ -166,8 +171,16 @@ def trace_axb(n, transposed=False, native=True):
     if not transposed and native:
         At, Bt = torch.tensor(A), torch.tensor(B)
         torch_f = lambda X: torch.trace(At @ X @ Bt)  # noqa: E731
-    return Problem("transposed" if transposed else "trace_correct", "trace", k * k, np.float64,
-                   lambda X: np.trace(A @ X @ B), grad, X0, torch_f)
+    return Problem(
+        "transposed" if transposed else "trace_correct",
+        "trace",
+        k * k,
+        np.float64,
+        lambda X: np.trace(A @ X @ B),
+        grad,
+        X0,
+        torch_f,
+    )
 
 
 CASES = [  # (key, label, builder): planted mistakes
@@ -188,6 +201,7 @@ PATTERNED = {"sign": "sign", "factor2": "factor", "transposed": "transposed"}  #
 
 # ---------------------------------------------------------------------------------------------
 # counting and memoising
+
 
 class Counted:
     """Wrap a function and count its calls.
@@ -247,16 +261,17 @@ class Memo:
 # ---------------------------------------------------------------------------------------------
 # checkers
 
+
 @dataclass
 class Outcome:
-    passed: bool | None       # None: not run or raised (see ``skipped`` / ``message``)
+    passed: bool | None  # None: not run or raised (see ``skipped`` / ``message``)
     n_evals: int = 0
     seconds: float = 0.0
     error: float = float("nan")
     diagnosis: str = ""
     message: str = ""
-    skipped: tuple = ()       # key into Runner.skips when not run
-    stopped: bool = False     # torch fast mode stopped after its verdict
+    skipped: tuple = ()  # key into Runner.skips when not run
+    stopped: bool = False  # torch fast mode stopped after its verdict
     tolerance: float = float("nan")
 
 
@@ -315,8 +330,8 @@ def run_torch_fast(p, decide=None):
 
 def _run_scipy(p: Problem, direction: str, decide=None) -> Outcome:
     shape = p.x.shape
-    f = Counted(lambda v: p.f(v.reshape(shape)), decide)             # scipy wants a flat x
-    grad = lambda v: np.ravel(p.grad(v.reshape(shape)))      # noqa: E731
+    f = Counted(lambda v: p.f(v.reshape(shape)), decide)  # scipy wants a flat x
+    grad = lambda v: np.ravel(p.grad(v.reshape(shape)))  # noqa: E731
     gnorm = float(np.linalg.norm(grad(p.x.ravel()).astype(np.float64)))
     t = time.perf_counter()
     err = check_grad(f, grad, p.x.ravel(), direction=direction, rng=np.random.default_rng(SEED))
@@ -370,9 +385,9 @@ class Checker:
     key: str
     label: str
     run: callable
-    expensive: bool = False          # evaluations grow with n: subject to the cost model
+    expensive: bool = False  # evaluations grow with n: subject to the cost model
     uses_torch: bool = False
-    evals_fit: tuple = None          # (a, b): evaluations ≈ a·n + b
+    evals_fit: tuple = None  # (a, b): evaluations ≈ a·n + b
 
 
 CHECKERS = [
@@ -389,11 +404,11 @@ LONG_LABELS = {
     "torch_slow": "`torch.autograd.gradcheck(fn, (x,), fast_mode=False)`, defaults (eps 1e-6, rtol 1e-3, atol 1e-5)",
     "torch_fast": "the same with `fast_mode=True`",
     "scipy_all": f"`scipy.optimize.check_grad(f, grad, x)` (forward differences, ε = 1.5e-8, every entry); "
-                 f"it returns ‖grad − FD‖ only: passed ⇔ that / ‖grad(x)‖ < {SCIPY_RTOL:g}",
+    f"it returns ‖grad − FD‖ only: passed ⇔ that / ‖grad(x)‖ < {SCIPY_RTOL:g}",
     "scipy_random": "the same with `direction='random'` (one standard-normal direction v, `rng` seeded; "
-                    "the error |gᵀv − FD| / ‖grad(x)‖ against the same threshold)",
+    "the error |gᵀv − FD| / ‖grad(x)‖ against the same threshold)",
     "cs231n": f"CS231n's `eval_numerical_gradient` loop (centred, h = {CS231N_H:g}) and the rule "
-              f"max |a − n| / max(1e-8, |a| + |n|) < {CS231N_RTOL:g}",
+    f"max |a − n| / max(1e-8, |a| + |n|) < {CS231N_RTOL:g}",
 }
 
 
@@ -427,7 +442,7 @@ class Runner:
 
     def __init__(self, budget=BUDGET_SECONDS):
         self.t0, self.budget = time.perf_counter(), budget
-        self.skips = {}   # (checker, n, dtype, over SKIP_SECONDS?) → footnote data
+        self.skips = {}  # (checker, n, dtype, over SKIP_SECONDS?) → footnote data
 
     def left(self) -> float:
         return self.budget - (time.perf_counter() - self.t0)
@@ -465,20 +480,34 @@ class Runner:
             log(f"  {c.key} raised {type(exc).__name__}: {exc}")
             return Outcome(None, message=f"{c.label} raised {type(exc).__name__}: {str(exc)[:160]}")
         if evals is not None and c.expensive:
-            log(f"  {c.key:<12} n={p.n:<7} {p.key:<13} {out.n_evals:>7,} evaluations, took {out.seconds:6.2f} s "
-                f"(predicted {evals:,.0f} evaluations)")
+            log(
+                f"  {c.key:<12} n={p.n:<7} {p.key:<13} {out.n_evals:>7,} evaluations, took {out.seconds:6.2f} s "
+                f"(predicted {evals:,.0f} evaluations)"
+            )
         return out
 
     def _skip(self, c, p, evals, per, how):
         seconds = evals * per
         over_skip = seconds > SKIP_SECONDS
         key = (c.key, p.n, np.dtype(p.dtype).name, over_skip)
-        entry = self.skips.setdefault(key, {"label": c.label, "n": p.n, "dtype": np.dtype(p.dtype).name,
-                                            "evals": evals, "per": [], "how": how, "over_skip": over_skip,
-                                            "budget": self.budget})
+        entry = self.skips.setdefault(
+            key,
+            {
+                "label": c.label,
+                "n": p.n,
+                "dtype": np.dtype(p.dtype).name,
+                "evals": evals,
+                "per": [],
+                "how": how,
+                "over_skip": over_skip,
+                "budget": self.budget,
+            },
+        )
         entry["per"].append(per)
-        log(f"  skip: {c.label} n={p.n} {p.key}: {evals:,.0f} evaluations × {per * 1e3:.2f} ms ({how}) ≈ "
-            f"{seconds:.0f} s; {self.left():.0f} s left")
+        log(
+            f"  skip: {c.label} n={p.n} {p.key}: {evals:,.0f} evaluations × {per * 1e3:.2f} ms ({how}) ≈ "
+            f"{seconds:.0f} s; {self.left():.0f} s left"
+        )
         return Outcome(None, skipped=key)
 
 
@@ -492,6 +521,7 @@ def calibrate(c: Checker, results: dict):
 
 # ---------------------------------------------------------------------------------------------
 # measuring
+
 
 def measure(sizes, detect_sizes, budget):
     runner = Runner(budget)
@@ -530,7 +560,7 @@ def measure(sizes, detect_sizes, budget):
 # ---------------------------------------------------------------------------------------------
 # custom autograd Functions: gc.check_function vs torch.autograd.gradcheck
 
-FN_N = 12   # x = A⁻¹ b with A 12×12 (well conditioned), b of 12; softplus on 200 entries
+FN_N = 12  # x = A⁻¹ b with A 12×12 (well conditioned), b of 12; softplus on 200 entries
 
 
 def _softplus_function(mistake=None):
@@ -546,7 +576,7 @@ def _softplus_function(mistake=None):
         def backward(ctx, y_bar):
             (x,) = ctx.saved_tensors
             if mistake == "no_ybar":
-                return torch.sigmoid(x)              # forgot the chain rule's ȳ
+                return torch.sigmoid(x)  # forgot the chain rule's ȳ
             if mistake == "half":
                 return 0.5 * torch.sigmoid(x) * y_bar
             return torch.sigmoid(x) * y_bar
@@ -570,7 +600,7 @@ FN_CASES = [  # (key, label, builder of (Function class, inputs))
 def _fn_problem(kind, mistake):
     g = torch.Generator().manual_seed(SEED)
     if kind == "solve":
-        A = torch.randn(FN_N, FN_N, generator=g, dtype=torch.float64) + FN_N ** 0.5 * torch.eye(FN_N, dtype=torch.float64)
+        A = torch.randn(FN_N, FN_N, generator=g, dtype=torch.float64) + FN_N**0.5 * torch.eye(FN_N, dtype=torch.float64)
         b = torch.randn(FN_N, generator=g, dtype=torch.float64)
         return solve_function(mistake), (A.requires_grad_(), b.requires_grad_())
     x = torch.randn(200, generator=g, dtype=torch.float64)
@@ -586,8 +616,9 @@ def measure_functions():
         counted = Counted(cls.apply)
         t = time.perf_counter()
         r = gc.check_function(counted, *inputs, jvp=False)
-        row["gradcheck"] = Outcome(bool(r.passed), counted.n, time.perf_counter() - t, r.error, r.diagnosis,
-                                   r.message, tolerance=r.tolerance)
+        row["gradcheck"] = Outcome(
+            bool(r.passed), counted.n, time.perf_counter() - t, r.error, r.diagnosis, r.message, tolerance=r.tolerance
+        )
         for name, fast in (("torch_slow", False), ("torch_fast", True)):
             counted = Counted(cls.apply)
             torch.manual_seed(SEED)
@@ -608,8 +639,11 @@ def function_table(fn) -> list[str]:
         cells = []
         for c in ("gradcheck", "torch_slow", "torch_fast"):
             o = fn[key][c]
-            verdict = ("passes" if o.passed else "**false alarm**") if control else \
-                ("caught" if not o.passed else "**missed**")
+            verdict = (
+                ("passes" if o.passed else "**false alarm**")
+                if control
+                else ("caught" if not o.passed else "**missed**")
+            )
             if c == "gradcheck" and not control and not o.passed:
                 verdict += f" `{o.diagnosis}`"
             cells.append(f"{verdict} · {o.n_evals:,}")
@@ -619,6 +653,7 @@ def function_table(fn) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------
 # formatting
+
 
 def fmt_time(s: float) -> str:
     if s < 1e-3:
@@ -648,16 +683,27 @@ class Notes:
         return [f"[^{i}]: {t}" for i, t in enumerate(self.texts, 1)]
 
 
-STOPPED_NOTE = ("failed; torch's fast mode reaches this verdict in 4 evaluations, then recomputes the whole "
-                "slow-mode Jacobian for its error message{counts}: the run was stopped once the verdict was "
-                f"known, because that would take more than {GUARD_SECONDS:g} s.")
+STOPPED_NOTE = (
+    "failed; torch's fast mode reaches this verdict in 4 evaluations, then recomputes the whole "
+    "slow-mode Jacobian for its error message{counts}: the run was stopped once the verdict was "
+    f"known, because that would take more than {GUARD_SECONDS:g} s."
+)
 
 
 def stopped_note(f32) -> str:
     """The footnote on stopped torch fast-mode runs, with the failure-path counts measured where it ran."""
     seen = [(n, o.n_evals) for n, o in sorted(f32["torch_fast"].items()) if o.passed is False and not o.stopped]
-    counts = (" (" + ", ".join(f"{e:,}" for _, e in seen) + " evaluations in all at n = "
-              + ", ".join(fmt_n(n) for n, _ in seen) + " in float32)") if seen else ""
+    counts = (
+        (
+            " ("
+            + ", ".join(f"{e:,}" for _, e in seen)
+            + " evaluations in all at n = "
+            + ", ".join(fmt_n(n) for n, _ in seen)
+            + " in float32)"
+        )
+        if seen
+        else ""
+    )
     return STOPPED_NOTE.format(counts=counts)
 
 
@@ -671,10 +717,15 @@ def skip_text(e) -> str:
     per = _span(e["per"], lambda v: f"{v * 1e3:.2g} ms")
     secs = _span([e["evals"] * v for v in e["per"]], lambda v: f"{v:.0f} s")
     runs = len(e["per"])
-    limit = (f"more than {SKIP_SECONDS:g} s" if e["over_skip"] else
-             f"more than the time left of the {e['budget']:g} s budget")
-    return (f"{e['label']} {where}: not run{f' ({runs} runs)' if runs > 1 else ''} — the cost model predicts "
-            f"{e['evals']:,.0f} evaluations × {per} per evaluation ({e['how']}) ≈ {secs}, {limit}.")
+    limit = (
+        f"more than {SKIP_SECONDS:g} s"
+        if e["over_skip"]
+        else f"more than the time left of the {e['budget']:g} s budget"
+    )
+    return (
+        f"{e['label']} {where}: not run{f' ({runs} runs)' if runs > 1 else ''} — the cost model predicts "
+        f"{e['evals']:,.0f} evaluations × {per} per evaluation ({e['how']}) ≈ {secs}, {limit}."
+    )
 
 
 def special(o: Outcome, notes: Notes, skips=None) -> str | None:
@@ -686,8 +737,7 @@ def special(o: Outcome, notes: Notes, skips=None) -> str | None:
 
 
 def cost_table(sizes, f64, notes) -> list[str]:
-    lines = ["| checker | " + " | ".join(f"n = {fmt_n(n)}" for n in sizes) + " |",
-             "|---" * (len(sizes) + 1) + "|"]
+    lines = ["| checker | " + " | ".join(f"n = {fmt_n(n)}" for n in sizes) + " |", "|---" * (len(sizes) + 1) + "|"]
     for c in CHECKERS:
         cells = []
         for n in sizes:
@@ -699,8 +749,10 @@ def cost_table(sizes, f64, notes) -> list[str]:
 
 
 def false_alarm_table(sizes, f64, f32, notes) -> list[str]:
-    lines = ["| checker | " + " | ".join(f"n = {fmt_n(n)}" for n in sizes) + " | false alarms |",
-             "|---" * (len(sizes) + 2) + "|"]
+    lines = [
+        "| checker | " + " | ".join(f"n = {fmt_n(n)}" for n in sizes) + " | false alarms |",
+        "|---" * (len(sizes) + 2) + "|",
+    ]
     for c in CHECKERS:
         cells, alarms, runs = [], 0, 0
         for n in sizes:
@@ -718,13 +770,14 @@ def false_alarm_table(sizes, f64, f32, notes) -> list[str]:
 
 
 CONTROL_OF = {"transposed": "trace_correct", "trace_correct": "trace_correct"}  # others: "correct"
-CONTROL_NOTE = ("fails, but it fails the correct gradient (control row) too: at this n the check cannot tell "
-                "this mistake from no mistake")
+CONTROL_NOTE = (
+    "fails, but it fails the correct gradient (control row) too: at this n the check cannot tell "
+    "this mistake from no mistake"
+)
 
 
 def detection_table(n, d, notes) -> list[str]:
-    lines = [f"| n = {fmt_n(n)} | " + " | ".join(c.label for c in CHECKERS) + " |",
-             "|---" * (len(CHECKERS) + 1) + "|"]
+    lines = [f"| n = {fmt_n(n)} | " + " | ".join(c.label for c in CHECKERS) + " |", "|---" * (len(CHECKERS) + 1) + "|"]
     for key in LABELS:
         control = key in ("correct", "trace_correct")
         cells = []
@@ -751,48 +804,74 @@ def detection_table(n, d, notes) -> list[str]:
 def render(sizes, detect_sizes, f64, f32, det, skips, seconds, fn=None) -> str:
     notes = Notes(skips)
     notes.stopped = stopped_note(f32)
-    out = [f"Measured by `benchmarks/bench_gradcheck.py`{' --quick' if sizes != SIZES else ''} in "
-           f"{seconds:.0f} s, single-threaded, on a shared {os.cpu_count()}-core machine (load average "
-           f"{os.getloadavg()[0]:.1f} at the end; wall times vary ±40 % between runs, more under load — compare "
-           f"checkers within a run): Python {platform.python_version()}, numpy {np.__version__}, scipy "
-           f"{scipy.__version__}, torch {torch.__version__.split('+')[0]}, gradcheck {gc.__version__}. "
-           "f(x) = ½‖Ax − b‖² + 0.1·Σ log(1 + eˣ), A 50×n; A, b, x standard normal, seeded; float64 unless "
-           "said. Checkers:", ""]
+    out = [
+        f"Measured by `benchmarks/bench_gradcheck.py`{' --quick' if sizes != SIZES else ''} in "
+        f"{seconds:.0f} s, single-threaded, on a shared {os.cpu_count()}-core machine (load average "
+        f"{os.getloadavg()[0]:.1f} at the end; wall times vary ±40 % between runs, more under load — compare "
+        f"checkers within a run): Python {platform.python_version()}, numpy {np.__version__}, scipy "
+        f"{scipy.__version__}, torch {torch.__version__.split('+')[0]}, gradcheck {gc.__version__}. "
+        "f(x) = ½‖Ax − b‖² + 0.1·Σ log(1 + eˣ), A 50×n; A, b, x standard normal, seeded; float64 unless "
+        "said. Checkers:",
+        "",
+    ]
     out += [f"- {c.label}: {LONG_LABELS[c.key]}" for c in CHECKERS]
-    out += ["", "**Cost of checking a correct gradient** — f-evaluations · wall time (✗: the check failed "
-            "on a correct gradient)", ""]
+    out += [
+        "",
+        "**Cost of checking a correct gradient** — f-evaluations · wall time (✗: the check failed "
+        "on a correct gradient)",
+        "",
+    ]
     out += cost_table(sizes, f64, notes)
-    out += ["", "**False alarms on correct gradients** — float64 / float32 in each cell (✓ passed, ✗ false "
-            "alarm). In float32, A, b, x are float32 and f and the gradient compute in float32 whatever they "
-            "are handed (complex64 for a complex step).", ""]
+    out += [
+        "",
+        "**False alarms on correct gradients** — float64 / float32 in each cell (✓ passed, ✗ false "
+        "alarm). In float32, A, b, x are float32 and f and the gradient compute in float32 whatever they "
+        "are handed (complex64 for a complex step).",
+        "",
+    ]
     out += false_alarm_table(sizes, f64, f32, notes)
     for n in detect_sizes:
         sizes_note = ", ".join(f"{det[n]['_notes'][k]} (δ = {k[5:]})" for k in LABELS if k.startswith("entry"))
-        out += ["", f"**Planted mistakes at n = {fmt_n(n)}** — caught or missed; gradcheck with its diagnosis "
-                "code. The wrong entry is a typical one (|g_j| closest to the RMS of g): the bug's size "
-                f"‖yours − ∇f‖ / ‖∇f‖ is {sizes_note}. torch gets a custom autograd Function (numpy forward, "
-                "the student's gradient as backward; the controls too); scipy gets X flattened (it refuses a "
-                "matrix).", ""]
+        out += [
+            "",
+            f"**Planted mistakes at n = {fmt_n(n)}** — caught or missed; gradcheck with its diagnosis "
+            "code. The wrong entry is a typical one (|g_j| closest to the RMS of g): the bug's size "
+            f"‖yours − ∇f‖ / ‖∇f‖ is {sizes_note}. torch gets a custom autograd Function (numpy forward, "
+            "the student's gradient as backward; the controls too); scipy gets X flattened (it refuses a "
+            "matrix).",
+            "",
+        ]
         out += detection_table(n, det[n], notes)
     if fn:
-        out += ["", f"**Custom autograd Functions** — `gc.check_function(Fn, *inputs)` against "
-                "`torch.autograd.gradcheck(Fn.apply, inputs)` (slow and fast mode, defaults), both checking the "
-                f"hand-written backward against finite differences of forward: x = A⁻¹b with A {FN_N}×{FN_N} "
-                "(both inputs require grad), softplus on 200 entries. Each cell: verdict · forward calls.", ""]
+        out += [
+            "",
+            f"**Custom autograd Functions** — `gc.check_function(Fn, *inputs)` against "
+            "`torch.autograd.gradcheck(Fn.apply, inputs)` (slow and fast mode, defaults), both checking the "
+            f"hand-written backward against finite differences of forward: x = A⁻¹b with A {FN_N}×{FN_N} "
+            "(both inputs require grad), softplus on 200 entries. Each cell: verdict · forward calls.",
+            "",
+        ]
         out += function_table(fn)
-    out += ["", "**gradcheck's diagnosis of each patterned mistake** (`CheckResult.message`; f-evaluations of "
-            "the failing check):", ""]
+    out += [
+        "",
+        "**gradcheck's diagnosis of each patterned mistake** (`CheckResult.message`; f-evaluations of "
+        "the failing check):",
+        "",
+    ]
     for n in detect_sizes:
         for k in PATTERNED:
             o = det[n][k]["gradcheck"]
             out.append(f"- n = {fmt_n(n)}, {LABELS[k]}: `{o.diagnosis}` — “{o.message}” ({o.n_evals} evaluations)")
-    out += ["", f"Cost model: a run whose evaluations grow with n (torch slow, scipy all, CS231n) needs a·n + b "
-            f"of them (fitted on its counts at n = 10, 10²). It is not run when that × one evaluation of f "
-            f"already exceeds {SKIP_SECONDS:g} s (or the time left of the {BUDGET_SECONDS:g} s budget), and it is "
-            f"stopped when that × the median time per evaluation over its evaluations {PROBE[0]}–{PROBE[1]} (the "
-            "checker's own overhead included) does. Runs under "
-            f"{REPEAT_BELOW * 1e3:.0f} ms are timed best of 3. In the planted-mistake tables f-values are "
-            "memoised across cases that share f and x (f is pure: same verdicts and counts, fewer seconds)."]
+    out += [
+        "",
+        f"Cost model: a run whose evaluations grow with n (torch slow, scipy all, CS231n) needs a·n + b "
+        f"of them (fitted on its counts at n = 10, 10²). It is not run when that × one evaluation of f "
+        f"already exceeds {SKIP_SECONDS:g} s (or the time left of the {BUDGET_SECONDS:g} s budget), and it is "
+        f"stopped when that × the median time per evaluation over its evaluations {PROBE[0]}–{PROBE[1]} (the "
+        "checker's own overhead included) does. Runs under "
+        f"{REPEAT_BELOW * 1e3:.0f} ms are timed best of 3. In the planted-mistake tables f-values are "
+        "memoised across cases that share f and x (f is pure: same verdicts and counts, fewer seconds).",
+    ]
     if notes.keys:
         out += [""] + notes.render()
     return "\n".join(out) + "\n"
@@ -802,50 +881,89 @@ def targets(sizes, f64, f32, det, fn=None) -> list[str]:
     """The issue's targets for gradcheck, each MET or MISSED, with the numbers."""
     rows = []
     gc64, gc32 = f64["gradcheck"], f32["gradcheck"]
-    passing = [(r.n_evals, n, dt) for dt, tbl in (("float64", gc64), ("float32", gc32)) for n, r in tbl.items()
-               if r.passed]
+    passing = [
+        (r.n_evals, n, dt) for dt, tbl in (("float64", gc64), ("float32", gc32)) for n, r in tbl.items() if r.passed
+    ]
     worst = max(passing) if passing else (0, 0, "")
     ok = all(e <= 10 for e, _, _ in passing)
-    rows.append(f"- {'MET' if ok else 'MISSED'}: a passing check in ≤ 10 evaluations at any n (most: {worst[0]}, "
-                f"n = {fmt_n(worst[1])}, {worst[2]})")
+    rows.append(
+        f"- {'MET' if ok else 'MISSED'}: a passing check in ≤ 10 evaluations at any n (most: {worst[0]}, "
+        f"n = {fmt_n(worst[1])}, {worst[2]})"
+    )
     if 100 in det:
         o = det[100]["entry1e-06"]["gradcheck"]
-        rows.append(f"- {'MET' if not o.passed else 'MISSED'}: catches a 10⁻⁶ single-entry bug at n = 10² "
-                    f"(error {o.error:.2e}, `{o.diagnosis}`: “{o.message}”, {o.n_evals} evaluations)")
+        rows.append(
+            f"- {'MET' if not o.passed else 'MISSED'}: catches a 10⁻⁶ single-entry bug at n = 10² "
+            f"(error {o.error:.2e}, `{o.diagnosis}`: “{o.message}”, {o.n_evals} evaluations)"
+        )
     if 10_000 in det:
         for key, tex in (("entry0.0001", "10⁻⁴"), ("entry1e-06", "10⁻⁶")):
             o = det[10_000][key]["gradcheck"]
-            rows.append(f"- {'MET' if not o.passed else 'MISSED'}: catches a {tex} single-entry bug at n = 10⁴ "
-                        f"(error {o.error:.2e}, `{o.diagnosis}`: “{o.message}”, {o.n_evals} evaluations)")
+            rows.append(
+                f"- {'MET' if not o.passed else 'MISSED'}: catches a {tex} single-entry bug at n = 10⁴ "
+                f"(error {o.error:.2e}, `{o.diagnosis}`: “{o.message}”, {o.n_evals} evaluations)"
+            )
     both = [n for n in sizes if f64["torch_fast"][n].passed is not None and f64["gradcheck"][n].passed is not None]
     slower = [n for n in both if f64["gradcheck"][n].seconds > f64["torch_fast"][n].seconds]
     ratios = ", ".join(f"{fmt_n(n)}: {f64['gradcheck'][n].seconds / f64['torch_fast'][n].seconds:.2f}" for n in both)
-    rows.append(f"- {'MET' if not slower else 'MISSED'}: wall time of a correct check ≤ torch fast mode's at every n, "
-                f"same run (gradcheck / torch fast: {ratios})")
+    rows.append(
+        f"- {'MET' if not slower else 'MISSED'}: wall time of a correct check ≤ torch fast mode's at every n, "
+        f"same run (gradcheck / torch fast: {ratios})"
+    )
     if fn:
         fails = [k for k, _, _ in FN_CASES if (fn[k]["gradcheck"].passed is not k.endswith("_ok"))]
         torch_missed = [lbl for k, lbl, _ in FN_CASES if not k.endswith("_ok") and fn[k]["torch_slow"].passed]
-        rows.append(f"- {'MET' if not fails else 'MISSED'}: check_function catches every planted backward mistake "
-                    f"and passes the controls ({len(FN_CASES)} cases)"
-                    + (f" — wrong on: {', '.join(fails)}" if fails else "")
-                    + (f"; torch slow mode misses: {', '.join(torch_missed)}" if torch_missed else ""))
-    alarms = [f"{dt} n = {fmt_n(n)} (error {r.error:.2e} > tolerance {r.tolerance:.1e}: “{r.message}”)"
-              for dt, tbl in (("float64", gc64), ("float32", gc32)) for n, r in tbl.items() if not r.passed]
-    alarms += [f"{LABELS[k]} n = {fmt_n(n)}" for n in det for k in ("correct", "trace_correct")
-               if not det[n][k]["gradcheck"].passed]
-    rows.append(f"- {'MET' if not alarms else 'MISSED'}: zero false alarms (float64 and float32, n = "
-                f"{', '.join(fmt_n(n) for n in sizes)}; the tr(AXB) controls)"
-                + (" — false alarms: " + "; ".join(alarms) if alarms else ""))
-    missing = [(n, k, det[n][k]["gradcheck"]) for n in det for k, want in PATTERNED.items()
-               if det[n][k]["gradcheck"].diagnosis != want]
-    rows.append(f"- {'MET' if not missing else 'MISSED'}: a diagnosis sentence for every patterned mistake"
-                + (" — not named: " + "; ".join(f"{LABELS[k]} at n = {fmt_n(n)} (got `{o.diagnosis}`: “{o.message}”)"
-                                               for n, k, o in missing) if missing else ""))
-    wrong = [(n, k, o) for n in det for k in LABELS if k.startswith("entry")
-             for o in [det[n][k]["gradcheck"]] if not o.passed and o.diagnosis not in ("few_entries", "mismatch")]
+        rows.append(
+            f"- {'MET' if not fails else 'MISSED'}: check_function catches every planted backward mistake "
+            f"and passes the controls ({len(FN_CASES)} cases)"
+            + (f" — wrong on: {', '.join(fails)}" if fails else "")
+            + (f"; torch slow mode misses: {', '.join(torch_missed)}" if torch_missed else "")
+        )
+    alarms = [
+        f"{dt} n = {fmt_n(n)} (error {r.error:.2e} > tolerance {r.tolerance:.1e}: “{r.message}”)"
+        for dt, tbl in (("float64", gc64), ("float32", gc32))
+        for n, r in tbl.items()
+        if not r.passed
+    ]
+    alarms += [
+        f"{LABELS[k]} n = {fmt_n(n)}"
+        for n in det
+        for k in ("correct", "trace_correct")
+        if not det[n][k]["gradcheck"].passed
+    ]
+    rows.append(
+        f"- {'MET' if not alarms else 'MISSED'}: zero false alarms (float64 and float32, n = "
+        f"{', '.join(fmt_n(n) for n in sizes)}; the tr(AXB) controls)"
+        + (" — false alarms: " + "; ".join(alarms) if alarms else "")
+    )
+    missing = [
+        (n, k, det[n][k]["gradcheck"])
+        for n in det
+        for k, want in PATTERNED.items()
+        if det[n][k]["gradcheck"].diagnosis != want
+    ]
+    rows.append(
+        f"- {'MET' if not missing else 'MISSED'}: a diagnosis sentence for every patterned mistake"
+        + (
+            " — not named: "
+            + "; ".join(f"{LABELS[k]} at n = {fmt_n(n)} (got `{o.diagnosis}`: “{o.message}”)" for n, k, o in missing)
+            if missing
+            else ""
+        )
+    )
+    wrong = [
+        (n, k, o)
+        for n in det
+        for k in LABELS
+        if k.startswith("entry")
+        for o in [det[n][k]["gradcheck"]]
+        if not o.passed and o.diagnosis not in ("few_entries", "mismatch")
+    ]
     if wrong:
-        rows.append("- (not a listed target) a misleading diagnosis of a single-entry bug: "
-                    + "; ".join(f"{LABELS[k]} at n = {fmt_n(n)} → `{o.diagnosis}`: “{o.message}”" for n, k, o in wrong))
+        rows.append(
+            "- (not a listed target) a misleading diagnosis of a single-entry bug: "
+            + "; ".join(f"{LABELS[k]} at n = {fmt_n(n)} → `{o.diagnosis}`: “{o.message}”" for n, k, o in wrong)
+        )
     return rows
 
 
@@ -855,7 +973,7 @@ def write_readme(section: str, path: Path = README):
     block = f"{START}\n## Benchmark\n\n{section.strip()}\n{END}"
     i, j = text.find(START), text.find(END)
     if i >= 0 and j > i:
-        new = text[:i] + block + text[j + len(END):]
+        new = text[:i] + block + text[j + len(END) :]
     else:
         new = text.rstrip("\n") + ("\n\n" if text.strip() else "") + block + "\n"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -873,10 +991,17 @@ def write_readme(section: str, path: Path = README):
 def main(argv=None):
     ap = argparse.ArgumentParser(description="gradcheck vs torch, scipy and CS231n: markdown tables on stdout")
     ap.add_argument("--quick", action="store_true", help="n ≤ 10³ only (smoke test)")
-    ap.add_argument("--write-readme", action="store_true",
-                    help=f"also write the tables into {README.relative_to(ROOT)} between {START} and {END}")
-    ap.add_argument("--budget", type=float, default=BUDGET_SECONDS,
-                    help=f"seconds for the whole measurement (default {BUDGET_SECONDS:g})")
+    ap.add_argument(
+        "--write-readme",
+        action="store_true",
+        help=f"also write the tables into {README.relative_to(ROOT)} between {START} and {END}",
+    )
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=BUDGET_SECONDS,
+        help=f"seconds for the whole measurement (default {BUDGET_SECONDS:g})",
+    )
     args = ap.parse_args(argv)
     sizes = QUICK_SIZES if args.quick else SIZES
     detect_sizes = tuple(n for n in DETECT_SIZES if n <= max(sizes))
@@ -886,7 +1011,11 @@ def main(argv=None):
     log("custom autograd Functions")
     fn = measure_functions()
     text = render(sizes, detect_sizes, f64, f32, det, skips, time.perf_counter() - t0, fn)
-    text += "\n**Targets for gradcheck** (its design goals, each measured in this run):\n\n" + "\n".join(targets(sizes, f64, f32, det, fn)) + "\n"
+    text += (
+        "\n**Targets for gradcheck** (its design goals, each measured in this run):\n\n"
+        + "\n".join(targets(sizes, f64, f32, det, fn))
+        + "\n"
+    )
     print(text, end="", flush=True)
     if args.write_readme:
         write_readme(text)

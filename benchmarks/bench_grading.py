@@ -13,6 +13,7 @@ It prints a markdown table: wall time, submissions per minute, the throughput ra
 per-submission overhead over executing the notebook once in a plain kernel (serial run of ours
 on a subset minus that execution time). Scores of both are compared: they must agree.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,6 +55,7 @@ def build_course(tmp: Path, aid: str, n: int) -> tuple[Course, list[tuple[str, s
         sid = f"student{i:03d}-{s.name}"
         for name, nb in s.notebooks.items():
             from coursegrader import nbutil
+
             nbutil.write_nb(course.submitted / sid / aid / name, nb)
         chosen.append((aid, sid))
         expected[sid] = s.expected
@@ -70,15 +72,29 @@ def plain_nbgrader(course: Course, pairs) -> float:
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     t0 = time.perf_counter()
     for aid, sid in pairs:
-        subprocess.run([os.path.join(os.path.dirname(sys.executable), "nbgrader"), "autograde", aid,
-                        "--student", sid, "--force", "--log-level=ERROR",
-                        "--RefuseUnsandboxed.allow=True"],   # a benchmark of trusted samples
-                       cwd=course.root, env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                os.path.join(os.path.dirname(sys.executable), "nbgrader"),
+                "autograde",
+                aid,
+                "--student",
+                sid,
+                "--force",
+                "--log-level=ERROR",
+                "--RefuseUnsandboxed.allow=True",
+            ],  # a benchmark of trusted samples
+            cwd=course.root,
+            env=env,
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     return time.perf_counter() - t0
 
 
 def ours(course: Course, pairs, jobs: int) -> float:
     from coursegrader.sandboxed import grade_submissions
+
     t0 = time.perf_counter()
     grade_submissions(course, pairs, jobs=jobs, progress=False)
     return time.perf_counter() - t0
@@ -87,12 +103,14 @@ def ours(course: Course, pairs, jobs: int) -> float:
 def execute_once(path: Path, repeat: int = 3) -> float:
     import nbformat
     from nbclient import NotebookClient
+
     best = float("inf")
     for _ in range(repeat):
         nb = nbformat.read(path, as_version=4)
         t0 = time.perf_counter()
-        NotebookClient(nb, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(path.parent)}}
-                       ).execute()
+        NotebookClient(
+            nb, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(path.parent)}}
+        ).execute()
         best = min(best, time.perf_counter() - t0)
     return best
 
@@ -106,9 +124,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     ensure_venv_on_path()
     aid = args.assignment
-    with tempfile.TemporaryDirectory(prefix="bench-grading-") as t1, \
-            tempfile.TemporaryDirectory(prefix="bench-grading-") as t2, \
-            tempfile.TemporaryDirectory(prefix="bench-grading-") as t3:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-grading-") as t1,
+        tempfile.TemporaryDirectory(prefix="bench-grading-") as t2,
+        tempfile.TemporaryDirectory(prefix="bench-grading-") as t3,
+    ):
         print(f"preparing {args.n} submissions of {aid} ...", file=sys.stderr)
         c_plain, pairs, expected = build_course(Path(t1), aid, args.n)
         c_ours, pairs2, _ = build_course(Path(t2), aid, args.n)
@@ -129,13 +149,19 @@ def main(argv=None) -> int:
     print("| grader | wall time | submissions / min | × plain nbgrader |")
     print("|---|---|---|---|")
     print(f"| plain nbgrader, one process per student, serial | {t_plain:.0f} s | {per_min(t_plain, n):.1f} | 1.0 |")
-    print(f"| ours, sandboxed, {args.jobs} workers | {t_ours:.0f} s | {per_min(t_ours, n):.1f} | "
-          f"**{t_plain / t_ours:.1f}** |")
-    print(f"| ours, sandboxed, 1 worker ({len(pairs3)} submissions) | {t_serial:.0f} s | "
-          f"{per_min(t_serial, len(pairs3)):.1f} | {per_min(t_serial, len(pairs3)) / per_min(t_plain, n):.1f} |")
-    print(f"\nExecuting the solution notebook once in a plain kernel: {t_exec:.2f} s (best of 3). "
-          f"Our serial time per submission: {t_serial / len(pairs3):.2f} s, so the sandbox, the trusted tests and "
-          f"the gradebook add {t_serial / len(pairs3) - t_exec:+.2f} s per submission.")
+    print(
+        f"| ours, sandboxed, {args.jobs} workers | {t_ours:.0f} s | {per_min(t_ours, n):.1f} | "
+        f"**{t_plain / t_ours:.1f}** |"
+    )
+    print(
+        f"| ours, sandboxed, 1 worker ({len(pairs3)} submissions) | {t_serial:.0f} s | "
+        f"{per_min(t_serial, len(pairs3)):.1f} | {per_min(t_serial, len(pairs3)) / per_min(t_plain, n):.1f} |"
+    )
+    print(
+        f"\nExecuting the solution notebook once in a plain kernel: {t_exec:.2f} s (best of 3). "
+        f"Our serial time per submission: {t_serial / len(pairs3):.2f} s, so the sandbox, the trusted tests and "
+        f"the gradebook add {t_serial / len(pairs3) - t_exec:+.2f} s per submission."
+    )
     print(f"\nScores: ours equal plain nbgrader's on {agree}/{n} submissions and the expected score on {exact}/{n}.")
     return 0 if agree == n and exact == n else 1
 

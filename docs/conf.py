@@ -7,6 +7,7 @@ repository (launch buttons, downloads, links between notebooks), and builds it w
 configuration (`sphinx-build -c docs`). Sphinx resolves symbolic links, so links would not do.
 What the stack does not do by itself is in `_ext/course_site.py`.
 """
+
 import sys
 from pathlib import Path
 
@@ -45,10 +46,15 @@ doctest_global_setup = "import numpy as np\nimport gradcheck as gc"
 # MathJax 2 from the site itself (copied by course_site at build time), STIX-Web fonts only
 mathjax_path = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
 mathjax2_config = {
-    "HTML-CSS": {"availableFonts": [], "preferredFont": None, "webFont": "STIX-Web", "imageFont": None,
-                 "linebreaks": {"automatic": True},
-                 # MathJax's placeholder font is url('about:blank'): a blocked request and a console error
-                 "styles": {"@font-face": {"font-family": "MathJax_Blank", "src": "local('MathJax_Blank')"}}},
+    "HTML-CSS": {
+        "availableFonts": [],
+        "preferredFont": None,
+        "webFont": "STIX-Web",
+        "imageFont": None,
+        "linebreaks": {"automatic": True},
+        # MathJax's placeholder font is url('about:blank'): a blocked request and a console error
+        "styles": {"@font-face": {"font-family": "MathJax_Blank", "src": "local('MathJax_Blank')"}},
+    },
     "menuSettings": {"assistiveMML": False},  # the hidden MathML copy asks for fonts not shipped
     # myst-nb wraps notebook content in tex2jax_ignore; MathJax 2 must still process Sphinx's math
     "tex2jax": {"processClass": "tex2jax_process|mathjax_process|math|output_area"},

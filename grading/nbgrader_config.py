@@ -5,6 +5,7 @@ formgrader, run them from this folder: `cd grading && nbgrader autograde hw1_mat
 Every path is relative to the repository root, which is computed from this file's location, so the
 course works from any clone. The gradebook stores hidden-test source: it is git-ignored.
 """
+
 import os
 import sys
 
@@ -26,8 +27,7 @@ c.CourseDirectory.feedback_directory = "grading/feedback"
 c.CourseDirectory.solution_directory = "grading/release_solutions"
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(GRADING, "gradebook.db")
 # never copied into releases or over a student's files
-c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".DS_Store",
-                            "*.tmp", ".*.swp"]
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".DS_Store", "*.tmp", ".*.swp"]
 
 # Stub left in every answer cell of the release (the blank release must score 0).
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
@@ -45,19 +45,19 @@ c.Autograde.exporter_class = "coursegrader.preprocessors.RefuseUnsandboxed"
 # The sandboxed grader's budgets (grading/README.md, "Limits"): per submission, per job, per kernel.
 # Every field of sandboxgrader.kernel.Limits is set here (the engine's defaults, today's values): change
 # a limit on its line and in grading/README.md's table (tests/test_sandbox.py keeps the two in step).
-c.Sandbox.submission_budget = 600      # s of student code per submission (cells + calls), else NOT graded
-c.Sandbox.job_timeout = 1800           # s wall clock per notebook: the worker is killed beyond
-c.Sandbox.memory = 4 * 2**30           # bytes, the kernel's whole process tree (tmpfs included)
-c.Sandbox.address_space = 3 * 2**30    # bytes per process (RLIMIT_AS): MemoryError beyond
-c.Sandbox.processes = 64               # processes + threads of the kernel's tree
-c.Sandbox.cpu_seconds = 300            # CPU s of the kernel's tree (and of each process)
-c.Sandbox.cpus = 1.0                   # cores the kernel's tree may use at once
-c.Sandbox.home_size = 256 * 2**20      # bytes, the kernel's home (a tmpfs, never host disk)
-c.Sandbox.tmp_size = 64 * 2**20        # bytes, /tmp and /dev/shm each (tmpfs)
-c.Sandbox.file_size = 64 * 2**20       # bytes, largest file the kernel may write
-c.Sandbox.open_files = 256             # open file descriptors per process
-c.Sandbox.reply_bytes = 16 * 2**20     # largest answer of a graded call
-c.Sandbox.message_bytes = 16 * 2**20   # largest Jupyter message taken from the kernel
+c.Sandbox.submission_budget = 600  # s of student code per submission (cells + calls), else NOT graded
+c.Sandbox.job_timeout = 1800  # s wall clock per notebook: the worker is killed beyond
+c.Sandbox.memory = 4 * 2**30  # bytes, the kernel's whole process tree (tmpfs included)
+c.Sandbox.address_space = 3 * 2**30  # bytes per process (RLIMIT_AS): MemoryError beyond
+c.Sandbox.processes = 64  # processes + threads of the kernel's tree
+c.Sandbox.cpu_seconds = 300  # CPU s of the kernel's tree (and of each process)
+c.Sandbox.cpus = 1.0  # cores the kernel's tree may use at once
+c.Sandbox.home_size = 256 * 2**20  # bytes, the kernel's home (a tmpfs, never host disk)
+c.Sandbox.tmp_size = 64 * 2**20  # bytes, /tmp and /dev/shm each (tmpfs)
+c.Sandbox.file_size = 64 * 2**20  # bytes, largest file the kernel may write
+c.Sandbox.open_files = 256  # open file descriptors per process
+c.Sandbox.reply_bytes = 16 * 2**20  # largest answer of a graded call
+c.Sandbox.message_bytes = 16 * 2**20  # largest Jupyter message taken from the kernel
 c.Sandbox.cell_output_chars = 200_000  # characters of output kept per cell (the rest cut, flagged)
 c.Sandbox.call_output_chars = 2_000_000  # characters a graded call may print before it is stopped
 c.Autograde.sanitize_preprocessors = [
@@ -83,4 +83,3 @@ c.GenerateFeedback.preprocessors = [
 c.ClearHiddenTests.enabled = True
 c.ShortTracebacks.enabled = True
 c.InertOutputs.enabled = True
-

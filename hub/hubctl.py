@@ -13,6 +13,7 @@
 (hub/tests/) uses the same functions with throw-away users, folders and ports. The course id and
 the exchange come from course.toml; jupyterhub_config.py reads everything else from S/hub.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,16 +34,37 @@ from pathlib import Path
 HUB = Path(__file__).resolve().parent
 ROOT = HUB.parent
 # What an instructor's course folder holds: the course minus hub/, tests, lectures and state.
-COURSE_PARTS = ["solutions", "assignments", "grading", "utils", "course.toml", "Makefile",
-                "requirements.txt", "environment.yml"]
-COURSE_IGNORE = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "*.pyc", "*.db", "submitted",
-                                       "autograded", "feedback", "reports", ".work", "release_solutions",
-                                       "*.egg-info", "tests")
+COURSE_PARTS = [
+    "solutions",
+    "assignments",
+    "grading",
+    "utils",
+    "course.toml",
+    "Makefile",
+    "requirements.txt",
+    "environment.yml",
+]
+COURSE_IGNORE = shutil.ignore_patterns(
+    ".ipynb_checkpoints",
+    "__pycache__",
+    "*.pyc",
+    "*.db",
+    "submitted",
+    "autograded",
+    "feedback",
+    "reports",
+    ".work",
+    "release_solutions",
+    "*.egg-info",
+    "tests",
+)
 # The instructor-only parts of nbgrader (students keep Assignment List and Validate).
-INSTRUCTOR_PLUGINS = ["@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment",
-                      "@jupyter/nbgrader:course-list"]
-INSTRUCTOR_SERVER_EXTENSIONS = ["nbgrader.server_extensions.formgrader",
-                                "nbgrader.server_extensions.course_list"]
+INSTRUCTOR_PLUGINS = [
+    "@jupyter/nbgrader:formgrader",
+    "@jupyter/nbgrader:create-assignment",
+    "@jupyter/nbgrader:course-list",
+]
+INSTRUCTOR_SERVER_EXTENSIONS = ["nbgrader.server_extensions.formgrader", "nbgrader.server_extensions.course_list"]
 
 
 def course_settings(root: Path = ROOT) -> dict:
@@ -64,6 +86,7 @@ def sh(*cmd, **kw) -> subprocess.CompletedProcess:
 # --------------------------------------------------------------------------------------------
 # roles: who sees which nbgrader extension
 
+
 def cmd_roles(venv: Path) -> None:
     """Instructor-only extensions off and locked at the venv level: a student's Nbgrader menu has
     Assignment List only and /formgrader answers 404. Instructors get them back from the config
@@ -71,10 +94,25 @@ def cmd_roles(venv: Path) -> None:
     jupyter = venv / "bin" / "jupyter"
     # `disable` locks only the first plugin it disables (JupyterLab >= 4.1): lock them all explicitly
     for verb in ("disable", "lock"):
-        sh(jupyter, "labextension", verb, "--level=sys_prefix", *INSTRUCTOR_PLUGINS,
-           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sh(jupyter, "server", "extension", "disable", "--sys-prefix", *INSTRUCTOR_SERVER_EXTENSIONS,
-       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sh(
+            jupyter,
+            "labextension",
+            verb,
+            "--level=sys_prefix",
+            *INSTRUCTOR_PLUGINS,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    sh(
+        jupyter,
+        "server",
+        "extension",
+        "disable",
+        "--sys-prefix",
+        *INSTRUCTOR_SERVER_EXTENSIONS,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def etc_files(course_id: str, exchange: str) -> dict[str, str]:
@@ -86,24 +124,29 @@ def etc_files(course_id: str, exchange: str) -> dict[str, str]:
                  sends frame-ancestors 'none'); the course config ~/<course_id>/grading/nbgrader_config.py
     The same files go into hub/k8s/values.yaml (`make hub-k8s`; tests/test_hub_config.py).
     """
+
     def js(obj):
         return json.dumps(obj, indent=1) + "\n"
 
     return {
         "common/nbgrader_config.py": nbgrader_hub_config(course_id, exchange),
         "common/jupyter_server_config.json": js(
-            {"LabApp": {"news_url": None, "check_for_updates_class": "jupyterlab.NeverCheckForUpdate"}}),
+            {"LabApp": {"news_url": None, "check_for_updates_class": "jupyterlab.NeverCheckForUpdate"}}
+        ),
         "instructor/labconfig/page_config.json": js({"disabledExtensions": {p: False for p in INSTRUCTOR_PLUGINS}}),
         "instructor/jupyter_server_config.d/nbgrader-instructor.json": js(
-            {"ServerApp": {"jpserver_extensions": {e: True for e in INSTRUCTOR_SERVER_EXTENSIONS}}}),
+            {"ServerApp": {"jpserver_extensions": {e: True for e in INSTRUCTOR_SERVER_EXTENSIONS}}}
+        ),
         "instructor/jupyter_server_config.json": js(
-            {"ServerApp": {"tornado_settings": {"headers": {"Content-Security-Policy": "frame-ancestors 'self'"}}}}),
+            {"ServerApp": {"tornado_settings": {"headers": {"Content-Security-Policy": "frame-ancestors 'self'"}}}}
+        ),
         "instructor/nbgrader_config.py": (
             "# The instructor's course folder: a copy of the course repository (hubctl.py users).\n"
             "import os\n"
             f"course_config = os.path.expanduser('~/{course_id}/grading/nbgrader_config.py')\n"
             "if os.path.exists(course_config):\n"
-            "    load_subconfig(course_config)  # noqa: F821 (traitlets)\n"),
+            "    load_subconfig(course_config)  # noqa: F821 (traitlets)\n"
+        ),
     }
 
 
@@ -118,10 +161,12 @@ def write_etc(etc: Path, course_id: str, exchange: Path) -> None:
 def nbgrader_hub_config(course_id: str, exchange: str) -> str:
     """The nbgrader settings every hub user shares: the same text goes into hub/k8s/values.yaml
     (tests/test_hub_config.py checks it)."""
-    return ("# Generated from course.toml by hub/hubctl.py: every hub user's nbgrader reads it.\n"
-            "c = get_config()  # noqa: F821\n"
-            f"c.CourseDirectory.course_id = {course_id!r}\n"
-            f"c.Exchange.root = {exchange!r}\n")
+    return (
+        "# Generated from course.toml by hub/hubctl.py: every hub user's nbgrader reads it.\n"
+        "c = get_config()  # noqa: F821\n"
+        f"c.CourseDirectory.course_id = {course_id!r}\n"
+        f"c.Exchange.root = {exchange!r}\n"
+    )
 
 
 K8S = HUB / "k8s"
@@ -137,8 +182,12 @@ def k8s_values(root: Path = ROOT) -> str:
         body = "".join(f"        {line}\n" if line else "\n" for line in text.splitlines())
         files.append(f"    {key}:\n      mountPath: {K8S_ETC}/{rel}\n      stringData: |\n{body}")
     out = (K8S / "values.yaml.in").read_text()
-    for key, value in [("@FILES@\n", "".join(files)), ("@COURSE_ID@", course["course_id"]),
-                       ("@EXCHANGE@", course["exchange"]), ("@ETC@", K8S_ETC)]:
+    for key, value in [
+        ("@FILES@\n", "".join(files)),
+        ("@COURSE_ID@", course["course_id"]),
+        ("@EXCHANGE@", course["exchange"]),
+        ("@ETC@", K8S_ETC),
+    ]:
         out = out.replace(key, value)
     return out
 
@@ -152,6 +201,7 @@ def make_exchange(exchange: Path) -> None:
 
 # --------------------------------------------------------------------------------------------
 # users
+
 
 def create_user(name: str, password: str, reuse: bool = False) -> None:
     """A Linux user whose home only they can enter (Debian makes 0755 homes: others could read
@@ -235,30 +285,48 @@ def read_roster(state: Path) -> dict:
 # --------------------------------------------------------------------------------------------
 # run
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def hub_settings(venv: Path, state: Path, proxy: Path, port: int, exchange: Path, roster: dict,
-                 course_id: str) -> dict:
+def hub_settings(venv: Path, state: Path, proxy: Path, port: int, exchange: Path, roster: dict, course_id: str) -> dict:
     private = state / "private"  # database and cookie secret: root only
     private.mkdir(parents=True, exist_ok=True)
     os.chmod(private, 0o700)
-    return {"venv": str(venv), "etc": str(state / "etc"), "private": str(private), "proxy": str(proxy),
-            "port": port, "hub_port": free_port(), "proxy_api_port": free_port(),
-            "exchange": str(exchange), "course_id": course_id, **roster}
+    return {
+        "venv": str(venv),
+        "etc": str(state / "etc"),
+        "private": str(private),
+        "proxy": str(proxy),
+        "port": port,
+        "hub_port": free_port(),
+        "proxy_api_port": free_port(),
+        "exchange": str(exchange),
+        "course_id": course_id,
+        **roster,
+    }
 
 
 def start_hub(venv: Path, state: Path, settings: dict, log) -> subprocess.Popen:
     """JupyterHub in its own process group (stop_hub ends it and what it started)."""
     write_private(state / "hub.json", json.dumps(settings, indent=1))
-    env = {**os.environ, "COURSE_HUB_SETTINGS": str(state / "hub.json"),
-           "PATH": f"{venv}/bin:{os.environ.get('PATH', '/usr/bin:/bin')}"}
-    return subprocess.Popen([venv / "bin" / "jupyterhub", "-f", HUB / "jupyterhub_config.py"],
-                            cwd=settings["private"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    env = {
+        **os.environ,
+        "COURSE_HUB_SETTINGS": str(state / "hub.json"),
+        "PATH": f"{venv}/bin:{os.environ.get('PATH', '/usr/bin:/bin')}",
+    }
+    return subprocess.Popen(
+        [venv / "bin" / "jupyterhub", "-f", HUB / "jupyterhub_config.py"],
+        cwd=settings["private"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
@@ -350,16 +418,21 @@ def cmd_run(venv: Path, state: Path, proxy: Path, port: int | None, exchange: Pa
     exchange = exchange or Path(course["exchange"])
     roster = read_roster(state)
     if readable_by_others(ROOT / "solutions"):
-        print(f"WARNING: {ROOT}/solutions is readable by every user of this machine, hub students "
-              f"included: `chmod 700 {ROOT}` (or keep the repository under a private home).", file=sys.stderr)
+        print(
+            f"WARNING: {ROOT}/solutions is readable by every user of this machine, hub students "
+            f"included: `chmod 700 {ROOT}` (or keep the repository under a private home).",
+            file=sys.stderr,
+        )
     make_exchange(exchange)
     write_etc(state / "etc", course["course_id"], exchange)
-    settings = hub_settings(venv, state, proxy.resolve(), port or free_port(), exchange, roster,
-                            course["course_id"])
+    settings = hub_settings(venv, state, proxy.resolve(), port or free_port(), exchange, roster, course["course_id"])
     url = f"http://127.0.0.1:{settings['port']}"
-    print(f"JupyterHub for course {course['course_id']!r}: {url}  (log below; Ctrl-C stops the hub, "
-          f"its proxy and every user's server)\nusers and passwords: {state}/passwords.txt; "
-          f"exchange: {exchange}", flush=True)
+    print(
+        f"JupyterHub for course {course['course_id']!r}: {url}  (log below; Ctrl-C stops the hub, "
+        f"its proxy and every user's server)\nusers and passwords: {state}/passwords.txt; "
+        f"exchange: {exchange}",
+        flush=True,
+    )
     proc = start_hub(venv, state, settings, None)
     stopping = []
 

@@ -7,6 +7,7 @@ that user (LocalProcessSpawner). Roles are JupyterHub groups, as nbgrader's docs
 formgrade-<course> (instructors: Formgrader, Courses, Create Assignment) and nbgrader-<course>
 (students: the Assignments tab and Validate only).
 """
+
 import json
 import os
 
@@ -27,14 +28,14 @@ c.JupyterHub.cleanup_servers = True  # stopping the hub stops every user's serve
 
 c.JupyterHub.authenticator_class = "pam"
 c.Authenticator.allowed_users = set(INSTRUCTORS + STUDENTS)
-c.JupyterHub.load_groups = {f"formgrade-{COURSE}": {"users": INSTRUCTORS},
-                            f"nbgrader-{COURSE}": {"users": STUDENTS}}
+c.JupyterHub.load_groups = {f"formgrade-{COURSE}": {"users": INSTRUCTORS}, f"nbgrader-{COURSE}": {"users": STUDENTS}}
 
 # Optional service that may start and stop servers (the end-to-end test starts them ahead of logins).
 if S.get("service_token"):
     c.JupyterHub.services = [{"name": "course-hub-admin", "api_token": S["service_token"]}]
-    c.JupyterHub.load_roles = [{"name": "course-hub-admin", "scopes": ["admin:servers", "read:users"],
-                                "services": ["course-hub-admin"]}]
+    c.JupyterHub.load_roles = [
+        {"name": "course-hub-admin", "scopes": ["admin:servers", "read:users"], "services": ["course-hub-admin"]}
+    ]
 
 c.JupyterHub.spawner_class = "localprocess"
 c.Spawner.cmd = [f"{S['venv']}/bin/jupyterhub-singleuser"]
@@ -45,16 +46,18 @@ c.Spawner.start_timeout = 180
 c.Spawner.http_timeout = 180
 c.Spawner.environment = {
     "PATH": f"{S['venv']}/bin:/usr/local/bin:/usr/bin:/bin",  # nbgrader runs `alembic` by name
-    "JUPYTER_CONFIG_PATH": f"{S['etc']}/common",                # course id, exchange (hubctl.write_etc)
-    "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",        # many kernels share few cores
+    "JUPYTER_CONFIG_PATH": f"{S['etc']}/common",  # course id, exchange (hubctl.write_etc)
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",  # many kernels share few cores
 }
 
 
 def pre_spawn_hook(spawner):
     """Instructors get one more Jupyter config folder, first: nbgrader's instructor extensions."""
     if any(g.name == f"formgrade-{COURSE}" for g in spawner.user.groups):
-        spawner.environment = dict(spawner.environment,
-                                   JUPYTER_CONFIG_PATH=f"{S['etc']}/instructor{os.pathsep}{S['etc']}/common")
+        spawner.environment = dict(
+            spawner.environment, JUPYTER_CONFIG_PATH=f"{S['etc']}/instructor{os.pathsep}{S['etc']}/common"
+        )
 
 
 c.Spawner.pre_spawn_hook = pre_spawn_hook

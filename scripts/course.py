@@ -2,6 +2,7 @@
 
 The one source of truth for links is ``course.toml`` (repository slug and branch).
 """
+
 from __future__ import annotations
 
 import json
@@ -54,12 +55,19 @@ def nbgitpuller_url(nb: Path, hub_url: str | None = None) -> str:
     nbgitpuller merges upstream changes into the student's copy and never overwrites a file the
     student edited (hub/README.md)."""
     from urllib.parse import quote, urlencode
+
     s, hub = settings(), (hub_settings()["url"] if hub_url is None else hub_url.rstrip("/"))
     if not hub:
         raise ValueError("course.toml: [hub] url is empty: no hub to link to")
     name = s["slug"].split("/")[1]
-    query = urlencode({"repo": f"https://github.com/{s['slug']}", "branch": s["branch"],
-                       "urlpath": f"lab/tree/{name}/{colab_path(nb)}"}, quote_via=quote)
+    query = urlencode(
+        {
+            "repo": f"https://github.com/{s['slug']}",
+            "branch": s["branch"],
+            "urlpath": f"lab/tree/{name}/{colab_path(nb)}",
+        },
+        quote_via=quote,
+    )
     return f"{hub}/hub/user-redirect/git-pull?{query}"
 
 
@@ -136,12 +144,20 @@ def lecture_info(path: Path) -> dict:
     summary = (nb["metadata"].get("course") or {}).get("summary")
     if not summary:
         summary = _first_sentence(rest.strip().split("\n\n")[0])
-    return {"path": path, "stem": path.stem, "number": number, "title": title, "heading": heading,
-            "summary": " ".join(summary.split())}
+    return {
+        "path": path,
+        "stem": path.stem,
+        "number": number,
+        "title": title,
+        "heading": heading,
+        "summary": " ".join(summary.split()),
+    }
 
 
 # "## Task 3 (5 points) — maxvol", "### Task A2 (4 points) — every adjoint"
-TASK = re.compile(r"^#{2,4}\s+(?P<task>Task\s+\S+)\s+\((?P<points>\d+)\s+points?[^)]*\)\s*(?:[—–-]\s*(?P<topic>.*))?$", re.M)
+TASK = re.compile(
+    r"^#{2,4}\s+(?P<task>Task\s+\S+)\s+\((?P<points>\d+)\s+points?[^)]*\)\s*(?:[—–-]\s*(?P<topic>.*))?$", re.M
+)
 REL_NB_LINK = re.compile(r"(?<!!)\[[^\]\n]*\]\((?![a-zA-Z][a-zA-Z0-9+.-]*:|[#/])([^)\s#]+\.ipynb)")
 
 
@@ -164,16 +180,22 @@ def assignment_info(path: Path) -> dict:
         if title is None and text.lstrip().startswith("# "):
             title = text.lstrip()[2:].split("\n", 1)[0].strip()
         for m in TASK.finditer(text):
-            tasks.append({"task": m["task"], "points": int(m["points"]),
-                          "topic": (m["topic"] or "").strip()})
+            tasks.append({"task": m["task"], "points": int(m["points"]), "topic": (m["topic"] or "").strip()})
         for target in REL_NB_LINK.findall(text):
             lec = (path.resolve().parent / target).resolve()
             if lec.parent == ROOT / "lectures" and lec.is_file() and lec not in lectures:
                 lectures.append(lec)
     if title is None:
         raise ValueError(f"{path}: no '# ' heading (the assignment's title)")
-    return {"path": path, "id": path.parent.name, "title": title, "points": points, "tests": tests,
-            "tasks": tasks, "lectures": sorted(lectures)}
+    return {
+        "path": path,
+        "id": path.parent.name,
+        "title": title,
+        "points": points,
+        "tests": tests,
+        "tasks": tasks,
+        "lectures": sorted(lectures),
+    }
 
 
 def pip_spec(package: str = "gradcheck") -> str:

@@ -6,6 +6,7 @@ outputs and widget state are stored. The file is replaced only after a successfu
 
     python scripts/execute_notebooks.py lectures/*.ipynb
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,12 +45,16 @@ def execute(path: Path, timeout: int) -> float:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     t0 = time.perf_counter()
-    client = CellOutputClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = CellOutputClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        store_widget_state=True,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
     client.execute()
     elapsed = time.perf_counter() - t0
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     write_nb(path, nbformat.from_dict(nb))
     return elapsed
 

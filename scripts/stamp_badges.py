@@ -14,6 +14,7 @@ right after it: ``[Lecture 3](03_….ipynb)<sup>[Colab](https://colab.research.g
     python scripts/stamp_badges.py --check  # exit 1 and list what is stale
     python scripts/stamp_badges.py --check --readme  # README's tables only
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,22 @@ import re
 import sys
 from pathlib import Path
 
-from course import (ROOT, assignment_info, binder_url, colab_url, hub_settings, lecture_info, lecture_notebooks,
-                    nbgitpuller_url, pip_spec, read_nb, source_notebooks, src, write_atomic, write_nb)
+from course import (
+    ROOT,
+    assignment_info,
+    binder_url,
+    colab_url,
+    hub_settings,
+    lecture_info,
+    lecture_notebooks,
+    nbgitpuller_url,
+    pip_spec,
+    read_nb,
+    source_notebooks,
+    src,
+    write_atomic,
+    write_nb,
+)
 
 BADGE_TAG = "colab-badge"
 SETUP_TAG = "colab-setup"
@@ -39,6 +54,7 @@ def badge_source(nb_path) -> str:
 
 def is_lecture(nb_path) -> bool:
     from pathlib import Path
+
     return Path(nb_path).resolve().relative_to(ROOT).parts[0] == "lectures"
 
 
@@ -46,7 +62,8 @@ def uses_coursetests(nb: dict | None) -> bool:
     """Whether a notebook's code imports the course's test machinery (coursetests/)."""
     return nb is not None and any(
         cell["cell_type"] == "code" and re.search(r"^\s*(from|import)\s+coursetests\b", src(cell), re.M)
-        for cell in nb["cells"])
+        for cell in nb["cells"]
+    )
 
 
 def setup_source(nb: dict | None = None) -> str:
@@ -54,28 +71,36 @@ def setup_source(nb: dict | None = None) -> str:
     tests = uses_coursetests(nb)
     lines = ["# Setup (stamped from course.toml by scripts/stamp_badges.py; do not edit by hand)."]
     if tests:
-        lines += ["# On Colab: install the course packages `gradcheck` and `coursetests` (the test cells' checks) and",
-                  "# enable widgets. Locally: nothing to do."]
+        lines += [
+            "# On Colab: install the course packages `gradcheck` and `coursetests` (the test cells' checks) and",
+            "# enable widgets. Locally: nothing to do.",
+        ]
     else:
         lines += ["# On Colab: install the course package `gradcheck` and enable widgets. Locally: nothing to do."]
-    lines += ["import sys",
-              'if "google.colab" in sys.modules:',
-              "    import os, subprocess",
-              f'    spec = os.environ.get("GRADCHECK_PIP_SPEC", "{pip_spec()}")']
+    lines += [
+        "import sys",
+        'if "google.colab" in sys.modules:',
+        "    import os, subprocess",
+        f'    spec = os.environ.get("GRADCHECK_PIP_SPEC", "{pip_spec()}")',
+    ]
     if tests:
         lines += [f'    tests_spec = os.environ.get("COURSETESTS_PIP_SPEC", "{pip_spec("coursetests")}")']
     specs = "spec, tests_spec" if tests else "spec"
-    lines += [f'    subprocess.run([sys.executable, "-m", "pip", "install", "-q", {specs}], check=True)',
-              "    from google.colab import output",
-              "    output.enable_custom_widget_manager()"]
+    lines += [
+        f'    subprocess.run([sys.executable, "-m", "pip", "install", "-q", {specs}], check=True)',
+        "    from google.colab import output",
+        "    output.enable_custom_widget_manager()",
+    ]
     return "\n".join(lines)
 
 
 # A relative link to a notebook (not an image, not a URL, not an anchor), with its stamped Colab
 # companion if it has one already (whatever URL that holds: it is regenerated).
-NB_LINK = re.compile(r"(?P<link>(?<!!)\[(?P<text>[^\]\n]*)\]\((?P<target>(?![a-zA-Z][a-zA-Z0-9+.-]*:|[#/])"
-                     r"[^)\s]+?\.ipynb)(?P<fragment>#[^)\s]*)?\))"
-                     r"(?P<companion><sup>\[Colab\]\([^)\s]*\)</sup>)?")
+NB_LINK = re.compile(
+    r"(?P<link>(?<!!)\[(?P<text>[^\]\n]*)\]\((?P<target>(?![a-zA-Z][a-zA-Z0-9+.-]*:|[#/])"
+    r"[^)\s]+?\.ipynb)(?P<fragment>#[^)\s]*)?\))"
+    r"(?P<companion><sup>\[Colab\]\([^)\s]*\)</sup>)?"
+)
 
 
 def link_target(nb_path: Path, target: str) -> Path | None:
@@ -90,11 +115,13 @@ def link_target(nb_path: Path, target: str) -> Path | None:
 
 def stamp_links(text: str, nb_path: Path) -> str:
     """Give every relative notebook link that resolves a Colab companion (idempotent)."""
+
     def repl(m):
         target = link_target(nb_path, m["target"])
         if target is None:  # broken: left as it is, the link test names it
             return m[0]
         return f"{m['link']}<sup>[Colab]({colab_url(target)})</sup>"
+
     return NB_LINK.sub(repl, text)
 
 
@@ -108,8 +135,12 @@ def _tagged(nb: dict, tag: str):
 def stamp(nb: dict, nb_path) -> dict:
     """Return the notebook with an up-to-date badge cell first and setup cell second."""
     cells = nb["cells"]
-    badge = {"cell_type": "markdown", "id": "colab-badge", "metadata": {"tags": [BADGE_TAG]},
-             "source": badge_source(nb_path)}
+    badge = {
+        "cell_type": "markdown",
+        "id": "colab-badge",
+        "metadata": {"tags": [BADGE_TAG]},
+        "source": badge_source(nb_path),
+    }
     i = _tagged(nb, BADGE_TAG)
     if i is None:
         cells.insert(0, badge)
@@ -120,8 +151,14 @@ def stamp(nb: dict, nb_path) -> dict:
         cells.insert(0, badge)
     j = _tagged(nb, SETUP_TAG)
     if j is None:
-        setup = {"cell_type": "code", "id": "colab-setup", "metadata": {"tags": [SETUP_TAG]},
-                 "execution_count": None, "outputs": [], "source": setup_source(nb)}
+        setup = {
+            "cell_type": "code",
+            "id": "colab-setup",
+            "metadata": {"tags": [SETUP_TAG]},
+            "execution_count": None,
+            "outputs": [],
+            "source": setup_source(nb),
+        }
         cells.insert(1, setup)
     else:
         setup = cells.pop(j)
@@ -146,8 +183,7 @@ def readme_table() -> str:
     for path in lecture_notebooks():
         lec = lecture_info(path)
         rel = path.relative_to(ROOT).as_posix()
-        badges = (f"[![Open In Colab]({COLAB_BADGE})]({colab_url(path)}) "
-                  f"[![Binder]({BINDER_BADGE})]({binder_url(path)})")
+        badges = f"[![Open In Colab]({COLAB_BADGE})]({colab_url(path)}) [![Binder]({BINDER_BADGE})]({binder_url(path)})"
         rows.append(f"| {lec['number']} | [{lec['title']}]({rel}) | {lec['summary']} | {badges} |")
     return "\n".join(rows)
 
@@ -163,17 +199,21 @@ def assignments_table() -> str:
     ``course.summary``, else the topics of its ``## Task N (k points) — topic`` headings; lectures: the
     ones it links; points: nbgrader's cell metadata (what the grader counts). Rows link the release.
     """
-    rows = ["| # | assignment (nbgrader, auto-graded) | what it practises | lectures | points |",
-            "|---|---|---|---|---|"]
+    rows = [
+        "| # | assignment (nbgrader, auto-graded) | what it practises | lectures | points |",
+        "|---|---|---|---|---|",
+    ]
     for k, path in enumerate(source_notebooks(), 1):
         info = assignment_info(path)
         m = re.match(r"Homework\s+(\d+)\s*[—–:.-]\s*(.*)", info["title"])
         number, title = (int(m.group(1)), m.group(2)) if m else (k, info["title"])
         summary = (read_nb(path)["metadata"].get("course") or {}).get("summary")
-        topics = dict.fromkeys(t["topic"] for t in info["tasks"] if t["topic"])   # in order, once each
+        topics = dict.fromkeys(t["topic"] for t in info["tasks"] if t["topic"])  # in order, once each
         practises = " ".join(summary.split()) if summary else "; ".join(topics)
         release = f"assignments/{info['id']}/{info['id']}.ipynb"
-        lectures = ", ".join(f"[{lecture_info(p)['number']}]({p.relative_to(ROOT).as_posix()})" for p in info["lectures"])
+        lectures = ", ".join(
+            f"[{lecture_info(p)['number']}]({p.relative_to(ROOT).as_posix()})" for p in info["lectures"]
+        )
         rows.append(f"| {number} | [{title}]({release}) | {practises} | {lectures} | {info['points']} |")
     return "\n".join(rows)
 

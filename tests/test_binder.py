@@ -9,6 +9,7 @@ repo2docker conventions checked here, as repo2docker applies them:
 - the Python version is read from a `python=X.Y` dependency.
 tests/test_environment.py checks that the pins equal requirements.txt's.
 """
+
 import os
 import re
 import tomllib
@@ -91,7 +92,8 @@ def test_readme_has_binder_badge_next_to_colab():
     s = settings()
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     binder = re.findall(rf"https://mybinder\.org/v2/gh/{re.escape(s['slug'])}/{re.escape(s['branch'])}\S*", readme)
-    colab = re.findall(rf"https://colab\.research\.google\.com/github/{re.escape(s['slug'])}/blob/{re.escape(s['branch'])}/\S*",
-                       readme)
+    colab = re.findall(
+        rf"https://colab\.research\.google\.com/github/{re.escape(s['slug'])}/blob/{re.escape(s['branch'])}/\S*", readme
+    )
     assert binder, "README.md has no Binder badge for this repository and branch"
     assert colab, "README.md has no Colab badge for this repository and branch"

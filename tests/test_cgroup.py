@@ -9,6 +9,7 @@ takes ``+ctrl`` words, a child's ``cgroup.controllers`` are its parent's ``subtr
 ``rmdir`` removes a group with its interface files). They check every file written and every
 counter read; the real v1 hierarchy is tested in tests/test_sandbox.py.
 """
+
 import os
 import shutil
 import sys
@@ -37,7 +38,7 @@ class FakeCgroupFs:
         monkeypatch.setattr(cgroup, "_write", self.write)
         monkeypatch.setattr(cgroup, "_read", self.read)
         monkeypatch.setattr(cgroup, "_remove_dir", self.rmdir)
-        self.refused: set = set()   # files whose writes fail (EBUSY, EINVAL, read-only)
+        self.refused: set = set()  # files whose writes fail (EBUSY, EINVAL, read-only)
 
     def write(self, path, value):
         if path in self.refused:
@@ -48,7 +49,7 @@ class FakeCgroupFs:
             now = set(self.real_read(path).split())
             for word in str(value).split():
                 if word.lstrip("+-") not in avail:
-                    return False   # the kernel refuses to enable what the group does not have
+                    return False  # the kernel refuses to enable what the group does not have
                 (now.add if word[0] == "+" else now.discard)(word.lstrip("+-"))
             return self.real_write(path, " ".join(sorted(now)))
         return self.real_write(path, value)
@@ -63,7 +64,7 @@ class FakeCgroupFs:
         if not os.path.isdir(d):
             return True
         if any(e.is_dir() for e in os.scandir(d)) or open_text(os.path.join(d, "cgroup.procs")).strip():
-            return False   # EBUSY: a child group or a process left
+            return False  # EBUSY: a child group or a process left
         shutil.rmtree(d)
         return True
 
@@ -75,8 +76,13 @@ def open_text(path):
         return ""
 
 
-def v2_tree(tmp_path, root_ctrls="cpuset cpu io memory hugetlb pids rdma", root_subtree="", own="/system.slice/g.service",
-            own_ctrls=None):
+def v2_tree(
+    tmp_path,
+    root_ctrls="cpuset cpu io memory hugetlb pids rdma",
+    root_subtree="",
+    own="/system.slice/g.service",
+    own_ctrls=None,
+):
     mount = tmp_path / "unified"
     (mount / own.lstrip("/")).mkdir(parents=True)
     (mount / "cgroup.controllers").write_text(root_ctrls + "\n")
@@ -84,11 +90,12 @@ def v2_tree(tmp_path, root_ctrls="cpuset cpu io memory hugetlb pids rdma", root_
     if own_ctrls is not None:
         (mount / own.lstrip("/") / "cgroup.controllers").write_text(own_ctrls + "\n")
     else:
-        (mount / own.lstrip("/") / "cgroup.controllers").write_text("\n")   # not delegated to us
+        (mount / own.lstrip("/") / "cgroup.controllers").write_text("\n")  # not delegated to us
     return mount, f"41 31 0:38 / {mount} rw,relatime - cgroup2 cgroup2 rw,nsdelegate\n", f"0::{own}\n"
 
 
 # ------------------------------------------------------------------------------------------------ v2
+
 
 def test_v2_writes_the_limits_under_the_root_when_the_own_group_does_not_delegate(monkeypatch, tmp_path):
     mount, mi, pc = v2_tree(tmp_path)
@@ -100,12 +107,12 @@ def test_v2_writes_the_limits_under_the_root_when_the_own_group_does_not_delegat
     assert (d / "memory.max").read_text() == str(768 * 2**20)
     assert (d / "memory.swap.max").read_text() == "0"
     assert (d / "pids.max").read_text() == "64"
-    assert (d / "cpu.max").read_text() == "150000 100000"     # 1.5 cores for the whole tree
-    assert (d / "cpu.weight").read_text() == "100"            # an equal share per kernel
-    for parent in (mount, mount / "sandboxgrader"):           # the controllers reach the kernel's group
+    assert (d / "cpu.max").read_text() == "150000 100000"  # 1.5 cores for the whole tree
+    assert (d / "cpu.weight").read_text() == "100"  # an equal share per kernel
+    for parent in (mount, mount / "sandboxgrader"):  # the controllers reach the kernel's group
         assert {"memory", "pids", "cpu"} <= set((parent / "cgroup.subtree_control").read_text().split())
     assert cg.procs_files == [str(d / "cgroup.procs")]
-    assert not (mount / "system.slice" / "g.service" / "sandboxgrader").exists()   # nothing left in our own group
+    assert not (mount / "system.slice" / "g.service" / "sandboxgrader").exists()  # nothing left in our own group
 
 
 def test_v2_uses_the_own_group_when_it_delegates(monkeypatch, tmp_path):
@@ -124,8 +131,10 @@ def test_v2_counters_are_read_from_memory_events_pids_events_and_cpu_stat(monkey
     assert cg.events() == {"oom_kill": 0, "pids_max": 0} and cg.cpu_seconds() == 0.0 and cg.pids() == 0
     (d / "memory.events").write_text("low 0\nhigh 0\nmax 41\noom 3\noom_kill 2\noom_group_kill 0\n")
     (d / "pids.events").write_text("max 5\n")
-    (d / "cpu.stat").write_text("usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\nnr_periods 9\n"
-                                "nr_throttled 4\nthrottled_usec 120000\n")
+    (d / "cpu.stat").write_text(
+        "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\nnr_periods 9\n"
+        "nr_throttled 4\nthrottled_usec 120000\n"
+    )
     (d / "pids.current").write_text("7\n")
     assert cg.events() == {"oom_kill": 2, "pids_max": 5}
     assert cg.cpu_seconds() == 2.5 and cg.pids() == 7
@@ -150,6 +159,7 @@ def test_v2_a_refused_limit_leaves_no_group(monkeypatch, tmp_path):
 
 # ------------------------------------------------------------------------------------------------ v1
 
+
 def v1_tree(tmp_path, comounted: bool):
     root = tmp_path / "fs"
     ctrls = [("cpu,cpuacct", "cpu,cpuacct")] if comounted else [("cpu", "cpu"), ("cpuacct", "cpuacct")]
@@ -160,7 +170,7 @@ def v1_tree(tmp_path, comounted: bool):
         lines.append(f"{32 + n} 31 0:{29 + n} / {root / dirname} rw,relatime - cgroup cgroup rw,{opts}")
         path = "/process_api/9c94" if opts == "memory" else "/"
         own.append(f"{9 - n}:{opts}:{path}")
-    lines.append(f"41 31 0:38 / {tmp_path / 'unified'} rw,relatime - cgroup2 cgroup2 rw")   # hybrid: v1 wins
+    lines.append(f"41 31 0:38 / {tmp_path / 'unified'} rw,relatime - cgroup2 cgroup2 rw")  # hybrid: v1 wins
     (tmp_path / "unified").mkdir()
     return root, "\n".join(lines) + "\n", "\n".join(own) + "\n0::/\n"
 
@@ -174,15 +184,19 @@ def test_v1_writes_a_group_per_controller_under_the_own_groups(monkeypatch, tmp_
     mem = root / "memory" / "process_api" / "9c94" / "sandboxgrader" / "k5"
     cpu = root / ("cpu,cpuacct" if comounted else "cpu") / "sandboxgrader" / "k5"
     acct = cpu if comounted else root / "cpuacct" / "sandboxgrader" / "k5"
-    assert cg.dirs == {"memory": str(mem), "pids": str(root / "pids" / "sandboxgrader" / "k5"),
-                       "cpu": str(cpu), "cpuacct": str(acct)}
+    assert cg.dirs == {
+        "memory": str(mem),
+        "pids": str(root / "pids" / "sandboxgrader" / "k5"),
+        "cpu": str(cpu),
+        "cpuacct": str(acct),
+    }
     assert (mem / "memory.limit_in_bytes").read_text() == str(768 * 2**20)
     assert (mem / "memory.memsw.limit_in_bytes").read_text() == str(768 * 2**20)
     assert (root / "pids" / "sandboxgrader" / "k5" / "pids.max").read_text() == "64"
     assert (cpu / "cpu.cfs_period_us").read_text() == "100000"
     assert (cpu / "cpu.cfs_quota_us").read_text() == "150000"
     assert (cpu / "cpu.shares").read_text() == "1024"
-    assert len(cg.procs_files) == (3 if comounted else 4)   # the launcher joins every group once
+    assert len(cg.procs_files) == (3 if comounted else 4)  # the launcher joins every group once
 
     (mem / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n")
     (root / "pids" / "sandboxgrader" / "k5" / "pids.events").write_text("max 7\n")

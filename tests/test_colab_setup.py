@@ -7,6 +7,7 @@ working folder (a notebook opened from GitHub on Colab comes alone), and $GRADCH
 pointing the setup cell's pip install at a copy of the local utils/ instead of GitHub. Then the
 lecture's first checks run and must print what the stored notebook printed.
 """
+
 import ast
 import json
 import os
@@ -33,12 +34,16 @@ def ids(paths):
 
 
 def stdout_of(outputs) -> str:
-    return "".join("".join(o["text"]) if isinstance(o["text"], list) else o["text"]
-                   for o in outputs if o["output_type"] == "stream" and o["name"] == "stdout")
+    return "".join(
+        "".join(o["text"]) if isinstance(o["text"], list) else o["text"]
+        for o in outputs
+        if o["output_type"] == "stream" and o["name"] == "stdout"
+    )
 
 
 # ------------------------------------------------------------------------------------------------
 # The setup cell itself
+
 
 def test_setup_cell_installs_only_gradcheck_from_the_repository():
     setup = stamp_badges.setup_source()
@@ -58,8 +63,9 @@ def test_no_other_cell_installs_packages(path):
     for k, cell in enumerate(read_nb(path)["cells"]):
         if cell["cell_type"] != "code" or stamp_badges.SETUP_TAG in cell["metadata"].get("tags", []):
             continue
-        assert not re.search(r"(^|\s)[!%]\s*(pip|conda|apt)|pip\s+install|subprocess", src(cell), re.M), \
+        assert not re.search(r"(^|\s)[!%]\s*(pip|conda|apt)|pip\s+install|subprocess", src(cell), re.M), (
             f"cell {k} installs something: only the stamped setup cell may"
+        )
 
 
 def test_setup_cell_does_nothing_outside_colab(monkeypatch):
@@ -107,20 +113,33 @@ def colab(tmp_path_factory):
     (stub / "sitecustomize.py").write_text("import google.colab  # noqa: F401\n")
     # pip builds in the source folder (build/, *.egg-info): never in the repository's utils/
     utils = base / "utils"
-    shutil.copytree(ROOT / "utils", utils, ignore=shutil.ignore_patterns(
-        "*.egg-info", "build", "__pycache__", ".pytest_cache", ".hypothesis", "tests"))
+    shutil.copytree(
+        ROOT / "utils",
+        utils,
+        ignore=shutil.ignore_patterns("*.egg-info", "build", "__pycache__", ".pytest_cache", ".hypothesis", "tests"),
+    )
     coursetests = base / "coursetests"
-    shutil.copytree(ROOT / "coursetests", coursetests, ignore=shutil.ignore_patterns("*.egg-info", "build", "__pycache__"))
+    shutil.copytree(
+        ROOT / "coursetests", coursetests, ignore=shutil.ignore_patterns("*.egg-info", "build", "__pycache__")
+    )
     python = venv / "bin" / "python"
-    spec = {"argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "Colab stand-in", "language": "python",
-            "env": {"PYTHONPATH": f"{stub}{os.pathsep}{preinstalled}",
-                    "GRADCHECK_PIP_SPEC": str(utils), "COURSETESTS_PIP_SPEC": str(coursetests),
-                    # offline: numpy is "preinstalled", setuptools too (no isolated build env);
-                    # pip reads PIP_NO_BUILD_ISOLATION=0 as --no-build-isolation
-                    "PIP_NO_INDEX": "1", "PIP_NO_BUILD_ISOLATION": "0",
-                    "PIP_ROOT_USER_ACTION": "ignore", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-                    "OPENBLAS_NUM_THREADS": "1"}}
+    spec = {
+        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Colab stand-in",
+        "language": "python",
+        "env": {
+            "PYTHONPATH": f"{stub}{os.pathsep}{preinstalled}",
+            "GRADCHECK_PIP_SPEC": str(utils),
+            "COURSETESTS_PIP_SPEC": str(coursetests),
+            # offline: numpy is "preinstalled", setuptools too (no isolated build env);
+            # pip reads PIP_NO_BUILD_ISOLATION=0 as --no-build-isolation
+            "PIP_NO_INDEX": "1",
+            "PIP_NO_BUILD_ISOLATION": "0",
+            "PIP_ROOT_USER_ACTION": "ignore",
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+        },
+    }
     kernel_dir = base / "jupyter" / "kernels" / "colab-standin"
     kernel_dir.mkdir(parents=True)
     (kernel_dir / "kernel.json").write_text(json.dumps(spec))
@@ -149,14 +168,21 @@ def test_colab_session_installs_gradcheck_and_runs_the_first_checks(colab, monke
     nb = read_nb(LECTURE)
     setup = next(c for c in nb["cells"] if stamp_badges.SETUP_TAG in c["metadata"].get("tags", []))
     checks = first_checks(nb)
-    before = ("import importlib.util, sys\n"
-              "assert 'google.colab' in sys.modules, 'the stand-in is not imported at start'\n"
-              "assert importlib.util.find_spec('gradcheck') is None, 'gradcheck must not be preinstalled'")
-    after = ("import gradcheck, google.colab.output\n"
-             "print(gradcheck.__file__)\n"
-             "print('widget manager enabled:', google.colab.output.enabled)")
-    cells = [nbformat.v4.new_code_cell(before), nbformat.v4.new_code_cell(src(setup)),
-             nbformat.v4.new_code_cell(after)] + [nbformat.v4.new_code_cell(src(c)) for c in checks]
+    before = (
+        "import importlib.util, sys\n"
+        "assert 'google.colab' in sys.modules, 'the stand-in is not imported at start'\n"
+        "assert importlib.util.find_spec('gradcheck') is None, 'gradcheck must not be preinstalled'"
+    )
+    after = (
+        "import gradcheck, google.colab.output\n"
+        "print(gradcheck.__file__)\n"
+        "print('widget manager enabled:', google.colab.output.enabled)"
+    )
+    cells = [
+        nbformat.v4.new_code_cell(before),
+        nbformat.v4.new_code_cell(src(setup)),
+        nbformat.v4.new_code_cell(after),
+    ] + [nbformat.v4.new_code_cell(src(c)) for c in checks]
     run = nbformat.v4.new_notebook(cells=cells)
     monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
     NotebookClient(run, kernel_name=kernel, timeout=300, resources={"metadata": {"path": str(workdir)}}).execute()
@@ -168,8 +194,9 @@ def test_colab_session_installs_gradcheck_and_runs_the_first_checks(colab, monke
     assert Path(installed[0]).is_relative_to(venv), f"gradcheck imported from {installed[0]}, not the fresh venv"
     assert installed[1] == "widget manager enabled: True"
     for cell, stored in zip(run.cells[3:], checks):
-        assert stdout_of(cell.outputs) == stdout_of(stored["outputs"]), \
+        assert stdout_of(cell.outputs) == stdout_of(stored["outputs"]), (
             f"on 'Colab' this cell prints something else than the stored lecture:\n{src(stored)[:300]}"
+        )
     assert CONFIRMATION.search(stdout_of(run.cells[-1].outputs))
 
 
@@ -198,9 +225,13 @@ def test_colab_session_runs_hw2s_visible_tests_from_coursetests(colab, monkeypat
 # ------------------------------------------------------------------------------------------------
 # No notebook reads a file a Colab session does not have
 
-READERS = re.compile(r"\b(open|np\.load|np\.loadtxt|np\.genfromtxt|np\.fromfile|pd\.read_\w+|read_csv|imread|"
-                     r"loadmat|torch\.load|Image\.open|read_text|read_bytes|json\.load|pickle\.load)\s*\(")
-LOCAL_MD_REF = re.compile(r"!\[[^\]]*\]\((?!https?://|data:|attachment:)([^)\s]+)|<img[^>]+src=[\"'](?!https?://|data:)([^\"']+)")
+READERS = re.compile(
+    r"\b(open|np\.load|np\.loadtxt|np\.genfromtxt|np\.fromfile|pd\.read_\w+|read_csv|imread|"
+    r"loadmat|torch\.load|Image\.open|read_text|read_bytes|json\.load|pickle\.load)\s*\("
+)
+LOCAL_MD_REF = re.compile(
+    r"!\[[^\]]*\]\((?!https?://|data:|attachment:)([^)\s]+)|<img[^>]+src=[\"'](?!https?://|data:)([^\"']+)"
+)
 
 
 def _string_literals(code: str):

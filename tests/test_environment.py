@@ -1,4 +1,5 @@
 """requirements.txt and environment.yml pin the same versions; layout is as documented."""
+
 import re
 
 from course import ROOT

@@ -1,5 +1,6 @@
 """gradcheck is a proper package: `python -m build` makes a wheel and an sdist that install and work
 in a clean virtual environment (numpy only, no torch), with one version source and its metadata."""
+
 import email
 import shutil
 import subprocess
@@ -21,10 +22,17 @@ def dist(tmp_path_factory):
     """Build from a copy of utils/ (the source tree is never written to)."""
     tmp = tmp_path_factory.mktemp("gcbuild")
     src = tmp / "utils"
-    shutil.copytree(UTILS, src, ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__",
-                                                              ".hypothesis", ".pytest_cache"))
-    out = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(tmp / "dist"), str(src)],
-                         capture_output=True, text=True, timeout=300)
+    shutil.copytree(
+        UTILS,
+        src,
+        ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", ".hypothesis", ".pytest_cache"),
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(tmp / "dist"), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     wheels, sdists = list((tmp / "dist").glob("*.whl")), list((tmp / "dist").glob("*.tar.gz"))
     assert len(wheels) == 1 and len(sdists) == 1, list((tmp / "dist").iterdir())
@@ -59,22 +67,46 @@ def test_one_version_source_and_metadata(dist):
 @pytest.mark.parametrize("which", ["wheel", "sdist"])
 def test_installs_and_works_in_a_clean_venv(dist, tmp_path, which):
     artefact = dist[0]
-    if which == "sdist":   # the sdist alone builds the package (with the course's setuptools)
-        out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                              "--wheel-dir", str(tmp_path / "from_sdist"), str(dist[1])],
-                             capture_output=True, text=True, timeout=300)
+    if which == "sdist":  # the sdist alone builds the package (with the course's setuptools)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+                "--wheel-dir",
+                str(tmp_path / "from_sdist"),
+                str(dist[1]),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert out.returncode == 0, out.stderr[-2000:]
         (artefact,) = (tmp_path / "from_sdist").glob("*.whl")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     py = venv / "bin" / "python"
-    out = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--quiet", "--no-deps",
-                          str(artefact)], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(py), "install", "--quiet", "--no-deps", str(artefact)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     # numpy (the one dependency) from the course environment, appended after the venv's own
     # site-packages: its .pth files (the editable gradcheck among them) are not processed
-    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     (site / "course_numpy.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     probe = (
         "import sys, numpy as np, gradcheck as gc\n"
@@ -84,6 +116,7 @@ def test_installs_and_works_in_a_clean_venv(dist, tmp_path, which):
         "r = gc.check_gradient(lambda x: np.sum(np.sin(A @ x)), lambda x: A.T @ np.cos(A @ x), x)\n"
         "assert r.passed, str(r)\n"
         "assert 'torch' not in sys.modules, 'importing gradcheck must not import torch'\n"
-        "print('ok', r.method, r.n_evals)\n")
+        "print('ok', r.method, r.n_evals)\n"
+    )
     out = subprocess.run([str(py), "-I", "-c", probe], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 0 and out.stdout.startswith("ok complex"), out.stdout + out.stderr

@@ -9,6 +9,7 @@ holds no solutions, grading state or hidden tests.
 Samples are generated from the committed release (what students get) and the source's solutions,
 never hand-edited. Everything runs in a temporary course with its own gradebook.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -17,12 +18,12 @@ from pathlib import Path
 import pytest
 
 from coursegrader import autograde, feedback, grades, nbutil, release, samples
-from coursegrader.settings import Course, GRADING
+from coursegrader.settings import GRADING, Course
 
 pytestmark = pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")
 
 REAL = Course.default()
-ASSIGNMENTS = REAL.assignments()   # every folder of solutions/ with a notebook: a new assignment joins by itself
+ASSIGNMENTS = REAL.assignments()  # every folder of solutions/ with a notebook: a new assignment joins by itself
 KINDS = {"wrong_sign", "missing_term", "transposed", "wrong_shape"}
 
 
@@ -35,17 +36,25 @@ def batch(tmp_path_factory):
     built = []
     for aid in course.assignments():
         committed = REAL.release / aid
-        use = REAL.release if sorted(p.name for p in committed.glob("*.ipynb")) == sorted(
-            p.name for p in course.source_notebooks(aid)) else course.release
-        built += samples.build_course(course, release_dir=use, spec_file=GRADING / "mutations.toml",
-                                      assignments=[aid])
+        use = (
+            REAL.release
+            if sorted(p.name for p in committed.glob("*.ipynb")) == sorted(p.name for p in course.source_notebooks(aid))
+            else course.release
+        )
+        built += samples.build_course(course, release_dir=use, spec_file=GRADING / "mutations.toml", assignments=[aid])
     expected = samples.write(built, course.submitted)
     results = autograde.grade_submissions(course, course.submissions(), progress=False)
     fb = feedback.generate(course, [(r.assignment, r.student) for r in results], progress=False)
     reports = grades.export(course)
-    return dict(course=course, generated=generated, samples=built, expected=expected,
-                results={r.key: r for r in results}, feedback={f"{f.assignment}/{f.student}": f for f in fb},
-                reports=reports)
+    return dict(
+        course=course,
+        generated=generated,
+        samples=built,
+        expected=expected,
+        results={r.key: r for r in results},
+        feedback={f"{f.assignment}/{f.student}": f for f in fb},
+        reports=reports,
+    )
 
 
 def test_every_source_has_a_committed_release_and_back():
@@ -146,6 +155,7 @@ def test_anomaly_report(batch):
 
 def test_student_repo_has_no_private_material(tmp_path):
     from coursegrader import studentrepo
+
     dest = tmp_path / "public"
     rep = studentrepo.build(REAL, dest)
     assert rep.problems == [] and rep.missing == [], rep.problems + rep.missing
@@ -169,8 +179,9 @@ def test_student_repo_has_no_private_material(tmp_path):
 
 
 def _make(dest, *args, env=None):
-    return subprocess.run(["make", "--no-print-directory", *args], cwd=dest, capture_output=True, text=True,
-                          env=env, timeout=1800)
+    return subprocess.run(
+        ["make", "--no-print-directory", *args], cwd=dest, capture_output=True, text=True, env=env, timeout=1800
+    )
 
 
 def test_student_repo_makefile_offers_only_what_exists_there(tmp_path):
@@ -181,14 +192,26 @@ def test_student_repo_makefile_offers_only_what_exists_there(tmp_path):
     import sys
 
     from coursegrader import studentrepo
+
     dest = tmp_path / "public"
     studentrepo.build(REAL, dest)
     listed = _make(dest, "help")
     assert listed.returncode == 0, listed.stderr
     targets = re.findall(r"^  make (\S+)", listed.stdout, re.M)
     assert {"install", "lab", "test", "test-utils", "test-lectures", "lint"} <= set(targets), targets
-    for private in ("formgrader", "test-repo", "test-grading", "test-browser", "bench", "bench-grading", "release",
-                    "autograde", "site", "hub", "test-hub"):
+    for private in (
+        "formgrader",
+        "test-repo",
+        "test-grading",
+        "test-browser",
+        "bench",
+        "bench-grading",
+        "release",
+        "autograde",
+        "site",
+        "hub",
+        "test-hub",
+    ):
         assert private not in targets, f"the public `make help` offers {private}, which needs private files"
     for target in targets:
         dry = _make(dest, "-n", target)
@@ -206,25 +229,41 @@ def test_student_repo_makefile_offers_only_what_exists_there(tmp_path):
 
 def test_public_makefile_drops_only_the_blocks_whose_files_are_absent(tmp_path):
     from coursegrader.studentrepo import public_makefile
+
     (tmp_path / "here").mkdir()
-    text = ("a: ## kept\nifneq ($(wildcard here),)\nb: ## kept too\nendif\n"
-            "ifneq ($(wildcard gone/x.py also_gone),)\nc: ## dropped\nendif\nd:\n")
+    text = (
+        "a: ## kept\nifneq ($(wildcard here),)\nb: ## kept too\nendif\n"
+        "ifneq ($(wildcard gone/x.py also_gone),)\nc: ## dropped\nendif\nd:\n"
+    )
     assert public_makefile(text, tmp_path) == "a: ## kept\nifneq ($(wildcard here),)\nb: ## kept too\nendif\nd:\n"
     with pytest.raises(ValueError, match="endif"):
         public_makefile("ifneq ($(wildcard gone),)\nc:\n", tmp_path)
 
 
 def test_grading_state_is_git_ignored():
-    paths = ["grading/gradebook.db", "grading/submitted/s1/hw1_matrix_gradients/hw1_matrix_gradients.ipynb",
-             "grading/autograded/s1/hw1_matrix_gradients/hw1_matrix_gradients.ipynb",
-             "grading/feedback/s1/hw1_matrix_gradients/hw1_matrix_gradients.html",
-             "grading/reports/grades.csv", "grading/.work/samples/expected.json",
-             "grading/release_solutions/hw1_matrix_gradients/hw1_matrix_gradients.ipynb"]
-    out = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=REAL.root,
-                         capture_output=True, text=True)
+    paths = [
+        "grading/gradebook.db",
+        "grading/submitted/s1/hw1_matrix_gradients/hw1_matrix_gradients.ipynb",
+        "grading/autograded/s1/hw1_matrix_gradients/hw1_matrix_gradients.ipynb",
+        "grading/feedback/s1/hw1_matrix_gradients/hw1_matrix_gradients.html",
+        "grading/reports/grades.csv",
+        "grading/.work/samples/expected.json",
+        "grading/release_solutions/hw1_matrix_gradients/hw1_matrix_gradients.ipynb",
+    ]
+    out = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=REAL.root, capture_output=True, text=True)
     ignored = set(out.stdout.split())
     assert ignored == set(paths), sorted(set(paths) - ignored)
-    kept = subprocess.run(["git", "check-ignore", "--no-index", "grading/nbgrader_config.py",
-                           "grading/mutations.toml", "grading/coursegrader/cli.py"],
-                          cwd=REAL.root, capture_output=True, text=True)
+    kept = subprocess.run(
+        [
+            "git",
+            "check-ignore",
+            "--no-index",
+            "grading/nbgrader_config.py",
+            "grading/mutations.toml",
+            "grading/coursegrader/cli.py",
+        ],
+        cwd=REAL.root,
+        capture_output=True,
+        text=True,
+    )
     assert kept.stdout.strip() == "", kept.stdout

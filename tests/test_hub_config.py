@@ -1,6 +1,7 @@
 """What of the hub can be checked without starting it: one source for the course id and nbgrader's
 config (course.toml -> hub, k8s values, Docker image), the YAML, the nbgitpuller links.
 The hub itself runs in `make test-hub` (hub/tests/)."""
+
 import json
 import os
 import re
@@ -46,20 +47,34 @@ def test_k8s_values_are_generated_from_the_tested_hubs_config():
 
 def test_nbgrader_hub_config_names_course_and_exchange():
     from traitlets.config import Config
+
     ns = {"get_config": Config}
     exec(hubctl.nbgrader_hub_config("matcalc", "/srv/x"), ns)
     assert ns["c"].CourseDirectory.course_id == "matcalc" and ns["c"].Exchange.root == "/srv/x"
 
 
 def test_jupyterhub_config_takes_groups_and_paths_from_the_settings(tmp_path, monkeypatch):
-    settings = {"venv": "/opt/v", "etc": "/e", "private": "/p", "proxy": "/chp", "port": 1, "hub_port": 2,
-                "proxy_api_port": 3, "exchange": "/x", "course_id": course.course_id(),
-                "instructors": ["i1"], "students": ["s1", "s2"]}
+    settings = {
+        "venv": "/opt/v",
+        "etc": "/e",
+        "private": "/p",
+        "proxy": "/chp",
+        "port": 1,
+        "hub_port": 2,
+        "proxy_api_port": 3,
+        "exchange": "/x",
+        "course_id": course.course_id(),
+        "instructors": ["i1"],
+        "students": ["s1", "s2"],
+    }
     (tmp_path / "hub.json").write_text(json.dumps(settings))
     monkeypatch.setenv("COURSE_HUB_SETTINGS", str(tmp_path / "hub.json"))
     c = PyFileConfigLoader("jupyterhub_config.py", path=str(ROOT / "hub")).load_config()
     cid = course.course_id()
-    assert c.JupyterHub.load_groups == {f"formgrade-{cid}": {"users": ["i1"]}, f"nbgrader-{cid}": {"users": ["s1", "s2"]}}
+    assert c.JupyterHub.load_groups == {
+        f"formgrade-{cid}": {"users": ["i1"]},
+        f"nbgrader-{cid}": {"users": ["s1", "s2"]},
+    }
     assert c.Authenticator.allowed_users == {"i1", "s1", "s2"}
     assert c.JupyterHub.bind_url == "http://127.0.0.1:1" and c.JupyterHub.authenticator_class == "pam"
     assert c.Spawner.environment["JUPYTER_CONFIG_PATH"] == "/e/common"
@@ -84,7 +99,12 @@ def test_dockerfile_installs_what_the_tested_hub_installs():
     text = (ROOT / "hub" / "Dockerfile").read_text()
     hub_mk = (ROOT / "hub" / "hub.mk").read_text()
     assert re.search(r"^FROM python:3\.11[-\w.]*$", text, re.M), "Python 3.11, as environment.yml"
-    for needle in ["-r /tmp/course/requirements.txt", "COPY requirements.txt", "COPY utils", "hubctl.py --venv /usr/local roles"]:
+    for needle in [
+        "-r /tmp/course/requirements.txt",
+        "COPY requirements.txt",
+        "COPY utils",
+        "hubctl.py --venv /usr/local roles",
+    ]:
         assert needle in text, needle
     assert "-r requirements.txt" in hub_mk and "hubctl.py --venv $(HUB_VENV) roles" in hub_mk
 
@@ -121,10 +141,13 @@ def test_hub_link_is_stamped_on_lectures_only_when_a_hub_is_configured(monkeypat
     assert "JupyterHub" not in stamp_badges.badge_source(solution), "assignments come through the exchange"
 
 
-@pytest.mark.parametrize("toml, message", [
-    ('[hub]\nurl = "hub.example.org"\nexchange = "/x"\n', "http"),
-    ('[hub]\nurl = ""\nexchange = "relative"\n', "absolute"),
-])
+@pytest.mark.parametrize(
+    "toml, message",
+    [
+        ('[hub]\nurl = "hub.example.org"\nexchange = "/x"\n', "http"),
+        ('[hub]\nurl = ""\nexchange = "relative"\n', "absolute"),
+    ],
+)
 def test_bad_hub_settings_are_named(tmp_path, monkeypatch, toml, message):
     (tmp_path / "course.toml").write_text(toml)
     monkeypatch.setattr(course, "ROOT", tmp_path)

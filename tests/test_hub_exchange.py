@@ -4,6 +4,7 @@ The real exchange, filled by students through JupyterLab, is exercised by `make 
 every rule is checked on its own: latest submission kept, timestamps kept, ownership enforced,
 symlinks never followed, backdated submissions caught, nothing half-written, a clear error.
 """
+
 import datetime as dt
 import os
 import pwd
@@ -45,7 +46,7 @@ def submit(course, student, when: dt.datetime, text="{}", extra=None):
 
 
 def now():
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def test_latest_submission_is_collected_with_its_time_and_secret(course):

@@ -6,6 +6,7 @@ of the source notebook (its hidden part separately) with both methods and with t
 student may write (LU start as in the lecture, QR-with-pivoting start as in the solution): the lecture's
 method passes, the independent method fails the hidden tests and the visible "random points" case.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -51,6 +52,7 @@ def independent(maxvol):
     def cur_indices(A, r):
         U, s, Vt = np.linalg.svd(A, full_matrices=False)
         return maxvol(U[:, :r]), maxvol(Vt[:r].T)
+
     return cur_indices
 
 
@@ -58,6 +60,7 @@ def rows_then_columns(maxvol):
     def cur_indices(A, r):
         rows = maxvol(np.linalg.svd(A, full_matrices=False)[0][:, :r])
         return rows, maxvol(A[rows, :].T)
+
     return cur_indices
 
 

@@ -12,6 +12,7 @@ That a test in the grader sees the peak of a function running in the sandboxed k
 tests/test_sandbox.py's; the samples ``hessian_kron`` and ``lu_dense_P`` (grading/mutations.toml) are graded in
 the sandbox by ``make test-grading`` and lose exactly these tests' points.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,7 @@ from sandboxgrader.kernel import Limits
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 MUTATIONS = tomllib.loads((ROOT / "grading" / "mutations.toml").read_text())
 
-TASKS = {   # assignment, answer cell, test cell, the hidden test at the size no one can form the big matrix
+TASKS = {  # assignment, answer cell, test cell, the hidden test at the size no one can form the big matrix
     "hw1": ("hw1_matrix_gradients", "t12-sol", "t12-test", "check_memory(400, 1205)"),
     "hw4": ("hw4_low_rank", "t3-sol", "t3-test", "check_maxvol_memory(150_000, 4, 8)"),
 }
@@ -59,17 +60,19 @@ HW1 = {
     "two_solves": lambda: (
         "def hvp_logdet(X, V):\n"
         "    Y = np.linalg.solve(X, V)                  # X^-1 V\n"
-        "    return -np.linalg.solve(X.T, Y.T)          # -(X^-1 V X^-1)^T = -X^-T (X^-1 V)^T\n"),
+        "    return -np.linalg.solve(X.T, Y.T)          # -(X^-1 V X^-1)^T = -X^-T (X^-1 V)^T\n"
+    ),
     "hessian_kron": lambda: mutated("hw1", "hessian_kron"),
     "hessian_einsum_4d": lambda: (
         "def hvp_logdet(X, V):\n"
         "    X_inv = np.linalg.inv(X)\n"
         "    H = -np.einsum('jk,li->ijkl', X_inv, X_inv)   # d2f = sum H[i,j,k,l] V[k,l] dX[i,j]: n^4 numbers\n"
-        "    return np.tensordot(H, V, axes=2)\n"),
+        "    return np.tensordot(H, V, axes=2)\n"
+    ),
 }
 HW4 = {
     "solution": lambda: cell("hw4", "t3-sol"),
-    "lecture_lu_sherman_morrison": lambda: (   # lecture 2's maxvol: LU pivots as indices, rank-1 updates of B
+    "lecture_lu_sherman_morrison": lambda: (  # lecture 2's maxvol: LU pivots as indices, rank-1 updates of B
         "def maxvol(A, tol=1.05, max_iters=1000):\n"
         "    n, r = A.shape\n"
         "    p = scipy.linalg.lu(A, p_indices=True)[0]\n"
@@ -83,9 +86,10 @@ HW4 = {
         "        b, c = B[:, j].copy(), B[i, :].copy()\n"
         "        c[j] -= 1.0\n"
         "        B -= np.outer(b, c / B[i, j])\n"
-        "    return rows\n"),
+        "    return rows\n"
+    ),
     "lu_dense_P": lambda: mutated("hw4", "lu_dense_P"),
-    "permutation_matrix": lambda: (   # the row order kept as an n x n permutation matrix
+    "permutation_matrix": lambda: (  # the row order kept as an n x n permutation matrix
         "def maxvol(A, tol=1.05, max_iters=1000):\n"
         "    n, r = A.shape\n"
         "    P = np.eye(n)[scipy.linalg.qr(A.T, pivoting=True)[2]]\n"
@@ -96,7 +100,8 @@ HW4 = {
         "        if abs(B[i, j]) <= tol:\n"
         "            break\n"
         "        P[[i, j]] = P[[j, i]]\n"
-        "    return np.argmax(P[:r], axis=1)\n"),
+        "    return np.argmax(P[:r], axis=1)\n"
+    ),
 }
 METHODS = {"hw1": HW1, "hw4": HW4}
 HEAVY = {("hw1", "hessian_kron"), ("hw1", "hessian_einsum_4d"), ("hw4", "lu_dense_P"), ("hw4", "permutation_matrix")}
@@ -145,12 +150,24 @@ def limited_like_the_grading_kernel():
 
 def run_hidden_limited(task: str, method: str) -> dict:
     visible, hidden = parts(task)
-    job = {"imports": cell(task, "imports"),
-           "solution": METHODS[task]["solution"](), "visible": visible, "method": method, "hidden": hidden,
-           "capability": TASKS[task][3]}
+    job = {
+        "imports": cell(task, "imports"),
+        "solution": METHODS[task]["solution"](),
+        "visible": visible,
+        "method": method,
+        "hidden": hidden,
+        "capability": TASKS[task][3],
+    }
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", CHILD], input=json.dumps(job), capture_output=True, text=True,
-                          env=env, timeout=600, preexec_fn=limited_like_the_grading_kernel)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        preexec_fn=limited_like_the_grading_kernel,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -178,7 +195,9 @@ def test_right_methods_pass_the_hidden_tests(task, name):
 @pytest.mark.parametrize("task,name", sorted(HEAVY))
 def test_heavy_methods_fail_the_hidden_tests_and_cannot_run_at_the_hidden_size(task, name):
     got = run_hidden_limited(task, METHODS[task][name]())
-    assert got["hidden"].startswith("AssertionError") and ("allocated" in got["hidden"] or "ran out of memory" in got["hidden"]), got
+    assert got["hidden"].startswith("AssertionError") and (
+        "allocated" in got["hidden"] or "ran out of memory" in got["hidden"]
+    ), got
     # the size alone: the forbidden matrix exceeds the kernel's address space, whatever a memory figure says
     assert got["capability"].startswith("AssertionError") and "ran out of memory" in got["capability"], got
 

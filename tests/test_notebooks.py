@@ -1,4 +1,5 @@
 """Hygiene of every notebook a student sees: lectures (stored with outputs) and releases."""
+
 import json
 import re
 
@@ -39,8 +40,7 @@ def test_badge_points_at_own_path_and_setup_cell_present(path):
 
 
 def test_stamps_are_current():
-    stale = [p for p in LECTURES + source_notebooks()
-             if stamp_badges.main(["--check", str(p)]) != 0]
+    stale = [p for p in LECTURES + source_notebooks() if stamp_badges.main(["--check", str(p)]) != 0]
     assert not stale, f"run `make badges`: {stale}"
 
 
@@ -72,8 +72,9 @@ def test_lecture_has_the_required_parts(path):
     md = "\n".join(src(c) for c in nb["cells"] if c["cell_type"] == "markdown").lower()
     for part in ("learning goals", "summary", "exercises", "references"):
         assert part in md, f"{path.name} has no '{part}' section"
-    assert any(o.get("data", {}).get("image/png") for c in nb["cells"] if c["cell_type"] == "code"
-               for o in c["outputs"]), f"{path.name} has no figure"
+    assert any(
+        o.get("data", {}).get("image/png") for c in nb["cells"] if c["cell_type"] == "code" for o in c["outputs"]
+    ), f"{path.name} has no figure"
 
 
 HINT, ANSWER = "<details><summary>Hint</summary>", "<details><summary>Answer</summary>"
@@ -84,16 +85,20 @@ def test_every_exercise_has_a_hint_and_a_worked_answer(path):
     """In the markdown cell with '## Exercises', every numbered item (a line starting with '1. ', '2. ', …) holds
     a collapsed hint and then a collapsed answer; a code cell after it runs the checks of the answers."""
     cells = read_nb(path)["cells"]
-    start = next((k for k, c in enumerate(cells)
-                  if c["cell_type"] == "markdown" and re.search(r"^## Exercises", src(c), re.M)), None)
+    start = next(
+        (k for k, c in enumerate(cells) if c["cell_type"] == "markdown" and re.search(r"^## Exercises", src(c), re.M)),
+        None,
+    )
     assert start is not None, f"{path.name} has no '## Exercises' markdown cell"
     section = re.split(r"^## ", src(cells[start]).split("## Exercises", 1)[1], flags=re.M)[0]
     items = re.split(r"^\d+\.\s", section, flags=re.M)[1:]
     assert items, f"{path.name}: no numbered exercises under '## Exercises'"
     for k, item in enumerate(items, 1):
         hint, answer = item.find(HINT), item.find(ANSWER)
-        assert 0 <= hint < answer, (f"{path.name}, exercise {k}: needs `{HINT}…</details>` and then "
-                                    f"`{ANSWER}…</details>`")
+        assert 0 <= hint < answer, (
+            f"{path.name}, exercise {k}: needs `{HINT}…</details>` and then `{ANSWER}…</details>`"
+        )
         assert item.count("</details>") >= 2, f"{path.name}, exercise {k}: a <details> block is not closed"
-    assert any(c["cell_type"] == "code" for c in cells[start + 1:]), (
-        f"{path.name}: no code cell after the exercises (the answers' numbers and formulas are checked there)")
+    assert any(c["cell_type"] == "code" for c in cells[start + 1 :]), (
+        f"{path.name}: no code cell after the exercises (the answers' numbers and formulas are checked there)"
+    )

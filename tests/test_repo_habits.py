@@ -40,6 +40,9 @@ def test_ruff_is_configured_pinned_and_run_by_make_lint():
     dry = subprocess.run(["make", "-n", "lint"], cwd=ROOT, capture_output=True, text=True)
     assert dry.returncode == 0, dry.stderr
     assert "ruff check ." in dry.stdout and "ruff format --check ." in dry.stdout, dry.stdout
+    whole = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr
+    assert "ruff check ." in whole.stdout, "make test must run make lint"
 
 
 def test_precommit_runs_ruff_at_the_pinned_version_and_the_generated_copy_checks():

@@ -1,4 +1,5 @@
 """The sandboxed kernel and the trusted proxies, attack by attack (issue: autograding that cannot be gamed)."""
+
 import base64
 import io
 import os
@@ -13,17 +14,21 @@ from sandboxgrader import wire
 from sandboxgrader.kernel import Limits
 
 ROOT = Path(__file__).resolve().parent.parent
-LIMITS = Limits()   # the defaults (nbgrader_config.py sets the same): the tests derive their allocations
-SMALL = Limits(memory=768 * 2**20, reply_bytes=2**20, home_size=16 * 2**20, message_bytes=2**20)   # the `small` kernel's budgets
+LIMITS = Limits()  # the defaults (nbgrader_config.py sets the same): the tests derive their allocations
+SMALL = Limits(
+    memory=768 * 2**20, reply_bytes=2**20, home_size=16 * 2**20, message_bytes=2**20
+)  # the `small` kernel's budgets
 
 HAVE_SANDBOX = shutil.which("bwrap") is not None and os.geteuid() == 0
 if not HAVE_SANDBOX and os.environ.get("CI") == "true":
     raise RuntimeError("CI=true but bubblewrap is missing or not root: `apt-get install -y bubblewrap` (.ci/run does)")
-needs_sandbox = pytest.mark.skipif(not HAVE_SANDBOX, reason="bubblewrap (bwrap) missing or not root; "
-                                   "install it with apt-get install -y bubblewrap")
+needs_sandbox = pytest.mark.skipif(
+    not HAVE_SANDBOX, reason="bubblewrap (bwrap) missing or not root; install it with apt-get install -y bubblewrap"
+)
 
 
 # ------------------------------------------------------------------------- the wire format
+
 
 def npy(arr, header_tamper=None):
     buf = io.BytesIO()
@@ -35,15 +40,28 @@ def npy(arr, header_tamper=None):
 
 
 def test_plain_arrays_round_trip():
-    for arr in [np.arange(6.0).reshape(2, 3), np.array(3.5), np.zeros((0, 4)), np.array([1 + 2j]),
-                np.array([True, False]), np.asfortranarray(np.arange(6.0).reshape(2, 3))]:
+    for arr in [
+        np.arange(6.0).reshape(2, 3),
+        np.array(3.5),
+        np.zeros((0, 4)),
+        np.array([1 + 2j]),
+        np.array([True, False]),
+        np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+    ]:
         got = wire.decode_array(wire.encode_array(arr))
         assert got.dtype == arr.dtype and got.shape == arr.shape
         np.testing.assert_array_equal(got, arr)
 
 
-@pytest.mark.parametrize("arr", [np.array([object()], dtype=object), np.zeros(2, dtype=[("a", "f8")]),
-                                 np.array(["2020-01-01"], dtype="datetime64[D]"), np.array(["ab"])])
+@pytest.mark.parametrize(
+    "arr",
+    [
+        np.array([object()], dtype=object),
+        np.zeros(2, dtype=[("a", "f8")]),
+        np.array(["2020-01-01"], dtype="datetime64[D]"),
+        np.array(["ab"]),
+    ],
+)
 def test_non_numeric_dtypes_are_refused(arr):
     with pytest.raises(wire.WireError):
         wire.decode_array(npy(arr))
@@ -65,9 +83,16 @@ def test_oversize_header_and_garbage_are_refused():
 
 def test_decode_refuses_malformed_trees_and_unknown_tags():
     handle = lambda i, info: ("handle", i)  # noqa: E731
-    for node in [{"t": "pickle", "v": "gASV"}, {"t": "int", "v": "3"}, {"t": "float", "v": "1" * 100},
-                 [1, 2], {"v": 1}, {"t": "dict", "v": [[{"t": "none"}, {"t": "int", "v": 1}]]},
-                 {"t": "complex", "v": ["x", "1"]}, {"t": "complex", "v": [[1], 2]}]:
+    for node in [
+        {"t": "pickle", "v": "gASV"},
+        {"t": "int", "v": "3"},
+        {"t": "float", "v": "1" * 100},
+        [1, 2],
+        {"v": 1},
+        {"t": "dict", "v": [[{"t": "none"}, {"t": "int", "v": 1}]]},
+        {"t": "complex", "v": ["x", "1"]},
+        {"t": "complex", "v": [[1], 2]},
+    ]:
         with pytest.raises(wire.WireError):
             wire.decode(node, handle)
     assert wire.decode({"t": "complex", "v": [1.0, 2.0]}, handle) == 1 + 2j
@@ -88,20 +113,36 @@ def test_reply_text_must_be_a_string_literal():
 
 # ------------------------------------------------------------------------- markers, inert output, messages
 
+
 @pytest.mark.parametrize("hashes", ["#", "##", "###", "####", "#####"])
 def test_hidden_markers_follow_nbgraders_rule_for_any_number_of_hashes(hashes):
     """nbgrader strips a region whose marker line merely CONTAINS the delimiter; so does the grader."""
-    from nbgrader.preprocessors import ClearHiddenTests
     from nbformat.v4 import new_code_cell
+    from nbgrader.preprocessors import ClearHiddenTests
+
     from sandboxgrader import cells, runner
-    source = (f"x = 1\nassert f(x) == 1\n{hashes} BEGIN HIDDEN TESTS\nassert f(SECRET) == 2\n"
-              f"{hashes} END HIDDEN TESTS\nprint('ok')")
+
+    source = (
+        f"x = 1\nassert f(x) == 1\n{hashes} BEGIN HIDDEN TESTS\nassert f(SECRET) == 2\n"
+        f"{hashes} END HIDDEN TESTS\nprint('ok')"
+    )
     visible = runner.visible_part(source)
     assert "SECRET" not in visible and "BEGIN" not in visible and "print('ok')" in visible
-    cell = new_code_cell(source, metadata={"nbgrader": {"grade": True, "solution": False, "grade_id": "t",
-                                                        "locked": True, "points": 1, "schema_version": 3}})
+    cell = new_code_cell(
+        source,
+        metadata={
+            "nbgrader": {
+                "grade": True,
+                "solution": False,
+                "grade_id": "t",
+                "locked": True,
+                "points": 1,
+                "schema_version": 3,
+            }
+        },
+    )
     ClearHiddenTests().preprocess_cell(cell, {}, 0)
-    assert cell.source.strip() == visible.strip()          # one rule: the release's and the grader's
+    assert cell.source.strip() == visible.strip()  # one rule: the release's and the grader's
     tail = f"x = 1\n{hashes} BEGIN HIDDEN TESTS\nassert f(SECRET) == 2\n{hashes} END HIDDEN TESTS\n"
     assert cells.hidden_tail(tail).strip() == "assert f(SECRET) == 2"
     sol = f"def f(x):\n    {hashes} BEGIN SOLUTION\n    return x\n    {hashes} END SOLUTION\n"
@@ -113,7 +154,9 @@ def test_the_stub_and_the_markers_are_nbgraders_settings():
     """The grader's stub is the course's c.ClearSolutions.code_stub; the delimiters are nbgrader's."""
     from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
     from traitlets.config import Config
+
     from sandboxgrader import cells, runner
+
     course = Config()
     course.merge(Config({"ClearSolutions": {"code_stub": {"python": "pass  # TODO"}}}))
     assert cells.code_stub(course) == "pass  # TODO" and cells.code_stub(Config()) == cells.STUB
@@ -122,7 +165,11 @@ def test_the_stub_and_the_markers_are_nbgraders_settings():
     assert runner.stub_of(sol, cells.code_stub(course)) == "def f(x):\n    pass  # TODO\n"
     cs, ch = ClearSolutions(), ClearHiddenTests()
     assert (cells.BEGIN_SOLUTION, cells.END_SOLUTION, cells.BEGIN_HIDDEN, cells.END_HIDDEN) == (
-        cs.begin_solution_delimeter, cs.end_solution_delimeter, ch.begin_test_delimeter, ch.end_test_delimeter)
+        cs.begin_solution_delimeter,
+        cs.end_solution_delimeter,
+        ch.begin_test_delimeter,
+        ch.end_test_delimeter,
+    )
     text = (ROOT / "grading" / "nbgrader_config.py").read_text()
     assert "delimeter" not in text, "the course changes nbgrader's delimiters: read them from the config here too"
 
@@ -142,12 +189,14 @@ def test_every_sandbox_limit_is_in_the_config_and_the_readme_table_with_its_valu
     course's values; `Limits` / `batch.Options` hold the engine's fallbacks), and grading/README.md's
     table has one row per setting showing the configured value."""
     from dataclasses import fields
+
     from coursegrader.settings import load_config
     from sandboxgrader.batch import Options
+
     names = {f.name for f in fields(Limits)} | {"submission_budget", "job_timeout"}
     configured = dict(load_config().Sandbox)
     assert set(configured) == names
-    assert Options().budget and Options().job_timeout   # (the fallbacks exist)
+    assert Options().budget and Options().job_timeout  # (the fallbacks exist)
     rows = re.findall(r"^\| `(?:c\.Sandbox\.)?(\w+)` \| ([^|]+) \|", (ROOT / "grading" / "README.md").read_text(), re.M)
     table = {name: shown.strip() for name, shown in rows if name != "timeout"}
     assert table == {name: _shown(v) for name, v in configured.items()}
@@ -155,23 +204,36 @@ def test_every_sandbox_limit_is_in_the_config_and_the_readme_table_with_its_valu
 
 def test_inert_keeps_text_and_real_images_only():
     from sandboxgrader import inert
+
     png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(20)).decode()
     fake = base64.b64encode(b"<svg onload=alert(1)>").decode()
-    out = inert.output({"output_type": "display_data", "metadata": {"isolated": False},
-                        "data": {"text/html": "<img src=x onerror=alert(1)>", "application/javascript": "alert(1)",
-                                 "image/svg+xml": "<svg><script>alert(1)</script></svg>", "image/png": png,
-                                 "image/jpeg": fake, "text/markdown": "<script>", "text/plain": "ok",
-                                 "application/vnd.jupyter.widget-view+json": {"model_id": "m"}}})
+    out = inert.output(
+        {
+            "output_type": "display_data",
+            "metadata": {"isolated": False},
+            "data": {
+                "text/html": "<img src=x onerror=alert(1)>",
+                "application/javascript": "alert(1)",
+                "image/svg+xml": "<svg><script>alert(1)</script></svg>",
+                "image/png": png,
+                "image/jpeg": fake,
+                "text/markdown": "<script>",
+                "text/plain": "ok",
+                "application/vnd.jupyter.widget-view+json": {"model_id": "m"},
+            },
+        }
+    )
     assert set(out["data"]) == {"text/plain", "image/png"} and out["metadata"] == {}
     assert out["data"]["text/plain"].startswith("ok\n[the grader removed")
     assert "image/jpeg" in out["data"]["text/plain"] and "text/html" in out["data"]["text/plain"]
     assert inert.output({"output_type": "stream", "name": "stdout", "text": ["<b>", "x"]})["text"] == "<b>x"
-    md = inert.markdown('<img src=x onerror=alert(1)> ![t](http://127.0.0.1:1/x) [a](javascript:alert(1)) a & b')
+    md = inert.markdown("<img src=x onerror=alert(1)> ![t](http://127.0.0.1:1/x) [a](javascript:alert(1)) a & b")
     assert "<" not in md and "![" not in md and "javascript:" not in md and "&amp;" in md
 
 
 def test_hidden_failures_name_the_check_but_not_its_values():
     from sandboxgrader.runner import hidden_message
+
     try:
         np.testing.assert_allclose(np.array([1.0, 2.0]), np.array([1.0, 2.5]), rtol=1e-9, err_msg="hvp of a cubic")
     except AssertionError as exc:
@@ -183,9 +245,11 @@ def test_hidden_failures_name_the_check_but_not_its_values():
 
 # ------------------------------------------------------------------------- the sandbox itself
 
+
 @pytest.fixture(scope="module")
 def session():
     from sandboxgrader.session import Session
+
     s = Session(slot=90).start()
     yield s
     s.shutdown()
@@ -199,8 +263,11 @@ def run_ok(session, code):
 
 @needs_sandbox
 def test_kernel_runs_as_unprivileged_uid_without_the_repo(session):
-    out = run_ok(session, "import os\nprint(os.getuid(), os.getcwd())\n"
-                          f"print(os.path.exists({str(ROOT / 'solutions')!r}), os.path.exists({str(ROOT / 'grading')!r}))")
+    out = run_ok(
+        session,
+        "import os\nprint(os.getuid(), os.getcwd())\n"
+        f"print(os.path.exists({str(ROOT / 'solutions')!r}), os.path.exists({str(ROOT / 'grading')!r}))",
+    )
     uid, cwd, solutions, grading = out.split()
     assert int(uid) >= 61000 and cwd == "/home/student"
     assert (solutions, grading) == ("False", "False")
@@ -212,12 +279,16 @@ def test_kernel_sees_no_host_configuration_and_no_host_path(session):
     /opt/venv and the course package as /opt/course, so neither the interpreter, sys.path, the
     environment nor /proc/1/cmdline (bwrap reads its mounts from a file descriptor) names the repo."""
     from sandboxgrader.kernel import ETC_NEEDED
-    out = run_ok(session, "import os, sys, json, gradcheck\n"
-                          "probe = [sys.executable, sys.prefix, repr(sys.path), gradcheck.__file__, repr(dict(os.environ)),"
-                          " open('/proc/1/cmdline', 'rb').read().decode(), open('/proc/self/cmdline', 'rb').read().decode(),"
-                          " open(sys.prefix + '/pyvenv.cfg').read(), repr(os.listdir(sys.prefix + '/bin'))]\n"
-                          "print(json.dumps({'etc': sorted(os.listdir('/etc')), 'passwd': open('/etc/passwd').read(),"
-                          " 'probe': probe}))")
+
+    out = run_ok(
+        session,
+        "import os, sys, json, gradcheck\n"
+        "probe = [sys.executable, sys.prefix, repr(sys.path), gradcheck.__file__, repr(dict(os.environ)),"
+        " open('/proc/1/cmdline', 'rb').read().decode(), open('/proc/self/cmdline', 'rb').read().decode(),"
+        " open(sys.prefix + '/pyvenv.cfg').read(), repr(os.listdir(sys.prefix + '/bin'))]\n"
+        "print(json.dumps({'etc': sorted(os.listdir('/etc')), 'passwd': open('/etc/passwd').read(),"
+        " 'probe': probe}))",
+    )
     seen = __import__("json").loads(out)
     assert set(seen["etc"]) <= set(ETC_NEEDED) | {"passwd", "group"}, seen["etc"]
     assert "hostname" not in seen["etc"] and "shadow" not in seen["etc"]
@@ -229,34 +300,44 @@ def test_kernel_sees_no_host_configuration_and_no_host_path(session):
 
 @needs_sandbox
 def test_no_network(session):
-    out = run_ok(session, "import socket\ntry:\n    socket.create_connection(('1.1.1.1', 53), timeout=2)\n"
-                          "    print('connected')\nexcept OSError as e:\n    print('refused', type(e).__name__)")
+    out = run_ok(
+        session,
+        "import socket\ntry:\n    socket.create_connection(('1.1.1.1', 53), timeout=2)\n"
+        "    print('connected')\nexcept OSError as e:\n    print('refused', type(e).__name__)",
+    )
     assert out.startswith("refused")
 
 
 @needs_sandbox
 def test_seccomp_refuses_new_namespaces_but_threads_and_subprocesses_work(session):
-    out = run_ok(session, "import ctypes, subprocess, threading\n"
-                          "libc = ctypes.CDLL(None, use_errno=True)\n"
-                          "print(libc.unshare(0x10000000), ctypes.get_errno())\n"
-                          "t = threading.Thread(target=print, args=('thread',)); t.start(); t.join()\n"
-                          "print(subprocess.run(['true']).returncode)")
+    out = run_ok(
+        session,
+        "import ctypes, subprocess, threading\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print(libc.unshare(0x10000000), ctypes.get_errno())\n"
+        "t = threading.Thread(target=print, args=('thread',)); t.start(); t.join()\n"
+        "print(subprocess.run(['true']).returncode)",
+    )
     lines = out.split()
-    assert lines[0] == "-1" and lines[1] == "1"      # EPERM
+    assert lines[0] == "-1" and lines[1] == "1"  # EPERM
     assert "thread" in lines and lines[-1] == "0"
 
 
 @needs_sandbox
 def test_memory_and_process_limits():
     from sandboxgrader.session import Session
-    own = Session(slot=91).start()   # its leftover processes must not disturb the other tests
+
+    own = Session(slot=91).start()  # its leftover processes must not disturb the other tests
     try:
-        out = run_ok(own, f"try:\n    b = bytearray({LIMITS.address_space + 2**30})\nexcept MemoryError:\n"
-                          "    print('MemoryError')\n"
-                          f"import os\npids = []\ntry:\n    for _ in range({8 * LIMITS.processes}):\n"
-                          "        pid = os.fork()\n"
-                          "        if pid == 0:\n            import time; time.sleep(5); os._exit(0)\n"
-                          "        pids.append(pid)\nexcept OSError as e:\n    print('fork refused after', len(pids))\n")
+        out = run_ok(
+            own,
+            f"try:\n    b = bytearray({LIMITS.address_space + 2**30})\nexcept MemoryError:\n"
+            "    print('MemoryError')\n"
+            f"import os\npids = []\ntry:\n    for _ in range({8 * LIMITS.processes}):\n"
+            "        pid = os.fork()\n"
+            "        if pid == 0:\n            import time; time.sleep(5); os._exit(0)\n"
+            "        pids.append(pid)\nexcept OSError as e:\n    print('fork refused after', len(pids))\n",
+        )
     finally:
         own.shutdown()
     assert "MemoryError" in out
@@ -266,11 +347,15 @@ def test_memory_and_process_limits():
 @needs_sandbox
 def test_trusted_verdict_ignores_tampering(session):
     from sandboxgrader.trusted import TrustedRunner
-    run_ok(session, "import numpy as np, gradcheck as gc\n"
-                    "def grad_sq(x):\n    return -2 * x\n"
-                    "gc.assert_gradient = lambda *a, **k: None\n"
-                    "np.testing.assert_allclose = lambda *a, **k: None\n"
-                    "np.allclose = lambda *a, **k: True\n")
+
+    run_ok(
+        session,
+        "import numpy as np, gradcheck as gc\n"
+        "def grad_sq(x):\n    return -2 * x\n"
+        "gc.assert_gradient = lambda *a, **k: None\n"
+        "np.testing.assert_allclose = lambda *a, **k: None\n"
+        "np.allclose = lambda *a, **k: True\n",
+    )
     tr = TrustedRunner(session)
     assert tr.run("import numpy as np\nimport gradcheck as gc", "imports")[0]
     ok, _, err = tr.run("gc.assert_gradient(lambda x: x @ x, grad_sq, np.ones(3))", "t1")
@@ -285,17 +370,24 @@ def test_a_test_measuring_memory_sees_what_the_students_function_allocates(sessi
     here, the function in the kernel. The kernel's peak is recorded in the grader's trace (nothing is
     allocated here), measured with the agent's own tracemalloc functions (a patched module changes nothing)."""
     from sandboxgrader.trusted import TrustedRunner
-    run_ok(session, "import numpy as np, tracemalloc\ntracemalloc.get_traced_memory = lambda: (0, 0)\n"
-                    "def heavy(n):\n    return float(np.ones((n, n)).sum())\n"
-                    "def light(n):\n    return float(n)\n")
+
+    run_ok(
+        session,
+        "import numpy as np, tracemalloc\ntracemalloc.get_traced_memory = lambda: (0, 0)\n"
+        "def heavy(n):\n    return float(np.ones((n, n)).sum())\n"
+        "def light(n):\n    return float(n)\n",
+    )
     tr = TrustedRunner(session)
-    ok, out, err = tr.run("import tracemalloc\n"
-                          "def peak(f, n):\n    tracemalloc.start()\n    try:\n        f(n)\n"
-                          "        return tracemalloc.get_traced_memory()[1]\n    finally:\n        tracemalloc.stop()\n"
-                          "print(peak(heavy, 2000), peak(light, 2000), heavy(10))\n", "t-memory")
+    ok, out, err = tr.run(
+        "import tracemalloc\n"
+        "def peak(f, n):\n    tracemalloc.start()\n    try:\n        f(n)\n"
+        "        return tracemalloc.get_traced_memory()[1]\n    finally:\n        tracemalloc.stop()\n"
+        "print(peak(heavy, 2000), peak(light, 2000), heavy(10))\n",
+        "t-memory",
+    )
     assert ok, err
     heavy, light, untraced = out.split()
-    assert int(heavy) >= 8 * 2000**2 > 100 * int(light), out   # 32 MB in the kernel; the grader's own: KBs
+    assert int(heavy) >= 8 * 2000**2 > 100 * int(light), out  # 32 MB in the kernel; the grader's own: KBs
     assert float(untraced) == 100.0 and not __import__("tracemalloc").is_tracing()
 
 
@@ -305,19 +397,26 @@ def test_instructor_functions_are_called_back_and_results_cross_as_data(session)
     code or data of it (the student's ``peek`` finds nothing), calls come back over the agent's socket,
     and torch's autograd in the kernel differentiates through it (the grader evaluates each derivative)."""
     from sandboxgrader.trusted import TrustedRunner
-    run_ok(session, "def grad(f, h=1e-5):\n    return lambda x: (f(x + h) - f(x - h)) / (2 * h)\n"
-                    "class Box:\n    pass\ndef make_box():\n    return Box()\n"
-                    "def peek(f):\n    import inspect\n    cells = [c.cell_contents for c in f.__closure__ or ()]\n"
-                    "    names = f.__code__.co_names + tuple(f.__code__.co_consts[1:2])\n"
-                    "    return repr(cells) + repr(names) + repr(f.__defaults__)\n")
+
+    run_ok(
+        session,
+        "def grad(f, h=1e-5):\n    return lambda x: (f(x + h) - f(x - h)) / (2 * h)\n"
+        "class Box:\n    pass\ndef make_box():\n    return Box()\n"
+        "def peek(f):\n    import inspect\n    cells = [c.cell_contents for c in f.__closure__ or ()]\n"
+        "    names = f.__code__.co_names + tuple(f.__code__.co_consts[1:2])\n"
+        "    return repr(cells) + repr(names) + repr(f.__defaults__)\n",
+    )
     tr = TrustedRunner(session)
-    ok, _, err = tr.run("import numpy as np\nk = 3.0\nsecret = np.array([4.25, 7.5])\n"
-                        "def f(x):\n    return np.sin(x) * k + secret[0]\n"
-                        "assert abs(grad(f)(0.2) - 3 * np.cos(0.2)) < 1e-8\n"
-                        "assert abs(grad(np.tanh)(0.1) - (1 - np.tanh(0.1) ** 2)) < 1e-8\n"
-                        "assert abs(grad(lambda x: k * x ** 2)(1.0) - 6.0) < 1e-6\n"
-                        "seen = peek(f)\nassert 'sin' not in seen and '4.25' not in seen and 'secret' not in seen, seen\n"
-                        "b = make_box()\nassert 'Box' in repr(b)\n", "t3")
+    ok, _, err = tr.run(
+        "import numpy as np\nk = 3.0\nsecret = np.array([4.25, 7.5])\n"
+        "def f(x):\n    return np.sin(x) * k + secret[0]\n"
+        "assert abs(grad(f)(0.2) - 3 * np.cos(0.2)) < 1e-8\n"
+        "assert abs(grad(np.tanh)(0.1) - (1 - np.tanh(0.1) ** 2)) < 1e-8\n"
+        "assert abs(grad(lambda x: k * x ** 2)(1.0) - 6.0) < 1e-6\n"
+        "seen = peek(f)\nassert 'sin' not in seen and '4.25' not in seen and 'secret' not in seen, seen\n"
+        "b = make_box()\nassert 'Box' in repr(b)\n",
+        "t3",
+    )
     assert ok, err
     assert tr.callback_calls >= 4
 
@@ -326,8 +425,8 @@ RUNAWAY = {
     "spin": "def spin(x):\n    while True:\n        pass\n",
     "chatty": "def chatty(x):\n    for i in range(10**6):\n        print(i)\n    return x\n",
     "deaf": "def deaf(x):\n    import signal\n    signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-            "    while True:\n        pass\n",
-    "sleepy": "def sleepy(x):\n    import time\n    time.sleep(600)\n",   # in C: only a kill stops it
+    "    while True:\n        pass\n",
+    "sleepy": "def sleepy(x):\n    import time\n    time.sleep(600)\n",  # in C: only a kill stops it
 }
 
 
@@ -335,7 +434,8 @@ RUNAWAY = {
 @pytest.mark.parametrize("name", list(RUNAWAY))
 def test_runaway_calls_are_bounded(session, name):
     from sandboxgrader.trusted import TrustedRunner
-    run_ok(session, RUNAWAY[name])   # defined afresh: a killed kernel comes back empty
+
+    run_ok(session, RUNAWAY[name])  # defined afresh: a killed kernel comes back empty
     tr = TrustedRunner(session, call_timeout=2)
     ok, _, err = tr.run(f"{name}(1.0)", name)
     assert not ok, name
@@ -346,10 +446,12 @@ def test_runaway_calls_are_bounded(session, name):
 
 # ------------------------------------------------------------------------- bounds of one kernel
 
+
 @pytest.fixture(scope="module")
 def small():
     """A kernel with small budgets, so each bound is cheap to hit."""
     from sandboxgrader.session import Session
+
     s = Session(slot=92, limits=SMALL, files={"data.txt": b"1 2 3\n"}).start()
     yield s
     s.shutdown()
@@ -366,9 +468,10 @@ def test_each_kernel_has_its_own_cgroup(small):
 
     def read(ctrl, v1, v2):
         return open(os.path.join(cg.dirs["" if cg.version == 2 else ctrl], v2 if cg.version == 2 else v1)).read()
+
     assert int(read("memory", "memory.limit_in_bytes", "memory.max")) == SMALL.memory
     assert int(read("pids", "pids.max", "pids.max")) == SMALL.processes
-    assert read("cpu", "cpu.cfs_quota_us", "cpu.max").split()[0] == "100000"   # one core for the whole tree
+    assert read("cpu", "cpu.cfs_quota_us", "cpu.max").split()[0] == "100000"  # one core for the whole tree
 
 
 @needs_sandbox
@@ -379,23 +482,29 @@ def test_memory_budget_bounds_the_whole_process_tree(small):
         pytest.skip("no cgroup")
     hog = 2 * SMALL.memory // 5
     assert 4 * hog > SMALL.memory and hog < SMALL.address_space
-    out = run_ok(small, "import os, signal\nkids = []\nfor _ in range(4):\n    pid = os.fork()\n    if pid == 0:\n"
-                        f"        hog = b'x' * {hog}\n        os.read(os.pipe()[0], 1)\n        os._exit(0)\n"
-                        "    kids.append(pid)\noom = 0\nwhile not oom:   # until the budget kills one\n"
-                        "    pid, status = os.wait()\n    oom = os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9\n"
-                        "for pid in kids:\n    try:\n        os.kill(pid, 9)\n    except OSError:\n        pass\n"
-                        "print('killed by the budget')\n")
+    out = run_ok(
+        small,
+        "import os, signal\nkids = []\nfor _ in range(4):\n    pid = os.fork()\n    if pid == 0:\n"
+        f"        hog = b'x' * {hog}\n        os.read(os.pipe()[0], 1)\n        os._exit(0)\n"
+        "    kids.append(pid)\noom = 0\nwhile not oom:   # until the budget kills one\n"
+        "    pid, status = os.wait()\n    oom = os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9\n"
+        "for pid in kids:\n    try:\n        os.kill(pid, 9)\n    except OSError:\n        pass\n"
+        "print('killed by the budget')\n",
+    )
     assert "killed by the budget" in out and small.usage()["oom_kill"] >= 1
 
 
 @needs_sandbox
 def test_home_is_a_capped_tmpfs_with_the_assignment_files(small):
-    mib = 2 * SMALL.home_size // 2**20   # twice the home, still under the largest file (ENOSPC, not EFBIG)
+    mib = 2 * SMALL.home_size // 2**20  # twice the home, still under the largest file (ENOSPC, not EFBIG)
     assert mib * 2**20 < SMALL.file_size
-    out = run_ok(small, "print(open('data.txt').read().strip())\ntry:\n    with open('big', 'wb') as fh:\n"
-                        f"        for _ in range({mib}):\n            fh.write(b'x' * 2**20)\nexcept OSError as e:\n"
-                        "    print('refused', e.errno)\nimport os\nos.remove('big')\n")
-    assert out.split("\n")[0] == "1 2 3" and "refused 28" in out    # ENOSPC
+    out = run_ok(
+        small,
+        "print(open('data.txt').read().strip())\ntry:\n    with open('big', 'wb') as fh:\n"
+        f"        for _ in range({mib}):\n            fh.write(b'x' * 2**20)\nexcept OSError as e:\n"
+        "    print('refused', e.errno)\nimport os\nos.remove('big')\n",
+    )
+    assert out.split("\n")[0] == "1 2 3" and "refused 28" in out  # ENOSPC
     assert not os.path.exists(os.path.join(small.kernel.base, "home", "big"))
 
 
@@ -403,11 +512,15 @@ def test_home_is_a_capped_tmpfs_with_the_assignment_files(small):
 def test_a_trickled_reply_meets_one_absolute_deadline(small):
     from sandboxgrader.session import CallTimeout
     from sandboxgrader.trusted import TrustedRunner
-    run_ok(small, "def trickle(x):\n    import struct, sys, threading, time\n    f = sys._getframe()\n"
-                  "    while 'conn' not in f.f_locals:\n        f = f.f_back\n    conn = f.f_locals['conn']\n"
-                  "    def go():\n        conn.sendall(struct.pack('!Q', 10**6))\n        while True:\n"
-                  "            conn.sendall(b' ')\n            time.sleep(0.2)\n"
-                  "    threading.Thread(target=go, daemon=True).start()\n    time.sleep(3600)\n")
+
+    run_ok(
+        small,
+        "def trickle(x):\n    import struct, sys, threading, time\n    f = sys._getframe()\n"
+        "    while 'conn' not in f.f_locals:\n        f = f.f_back\n    conn = f.f_locals['conn']\n"
+        "    def go():\n        conn.sendall(struct.pack('!Q', 10**6))\n        while True:\n"
+        "            conn.sendall(b' ')\n            time.sleep(0.2)\n"
+        "    threading.Thread(target=go, daemon=True).start()\n    time.sleep(3600)\n",
+    )
     restarts = small.restarts
     tr = TrustedRunner(small, call_timeout=1)
     ok, _, err = tr.run("trickle(1)", "trickle")
@@ -418,15 +531,22 @@ def test_a_trickled_reply_meets_one_absolute_deadline(small):
 @needs_sandbox
 def test_an_oversized_reply_is_refused_unread(small):
     from sandboxgrader.trusted import TrustedRunner
+
     run_ok(small, f"def big(x):\n    return 'x' * {3 * SMALL.reply_bytes}\n")
     ok, _, err = TrustedRunner(small, call_timeout=10).run("big(1)", "big")
     assert not ok and "WireError" in err and "refused" in err
 
 
 @needs_sandbox
-@pytest.mark.parametrize("code", ["print('x' * (3 * 2**20))",
-                                  "from IPython.display import display\ndisplay({'text/plain': 'x' * 3 * 2**20}, raw=True)",
-                                  "raise ValueError('x' * (3 * 2**20))"], ids=["stream", "display", "reply"])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "print('x' * (3 * 2**20))",
+        "from IPython.display import display\ndisplay({'text/plain': 'x' * 3 * 2**20}, raw=True)",
+        "raise ValueError('x' * (3 * 2**20))",
+    ],
+    ids=["stream", "display", "reply"],
+)
 def test_a_message_above_the_cap_ends_the_cell_at_once_and_keeps_the_kernel(small, code):
     """Refused (1 MiB cap here), detected at once -- not at the cell's timeout -- and flagged; the
     kernel keeps its state and the next cell's output arrives whole."""
@@ -440,9 +560,12 @@ def test_a_message_above_the_cap_ends_the_cell_at_once_and_keeps_the_kernel(smal
 
 @needs_sandbox
 def test_a_flood_of_messages_just_under_the_cap_is_bounded_per_cell(small):
-    run = small.run_cell("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)   # deaf to the interrupt\n"
-                         "from IPython.display import display\nfor _ in range(40):\n"
-                         "    display({'text/plain': 'x' * (2**20 - 4096)}, raw=True)\n", timeout=600)
+    run = small.run_cell(
+        "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)   # deaf to the interrupt\n"
+        "from IPython.display import display\nfor _ in range(40):\n"
+        "    display({'text/plain': 'x' * (2**20 - 4096)}, raw=True)\n",
+        timeout=600,
+    )
     # read in order: at most FLOOD_MESSAGES x the cap, then iopub is closed until the cell is over
     assert run.truncated and run.too_large and run.status != "dead", (run.status, run.ename)
     assert run_ok(small, "print('after')").strip() == "after"
@@ -451,47 +574,58 @@ def test_a_flood_of_messages_just_under_the_cap_is_bounded_per_cell(small):
 @needs_sandbox
 def test_a_message_refused_during_a_call_is_counted_and_the_next_cell_is_whole(small):
     from sandboxgrader.trusted import TrustedRunner
-    run_ok(small, "def shows(x):\n    from IPython.display import display\n"
-                  "    display({'text/plain': 'x' * (3 * 2**20)}, raw=True)\n    return x + 1\n")
+
+    run_ok(
+        small,
+        "def shows(x):\n    from IPython.display import display\n"
+        "    display({'text/plain': 'x' * (3 * 2**20)}, raw=True)\n    return x + 1\n",
+    )
     before = small.usage()["too_large"]
     ok, _, err = TrustedRunner(small, call_timeout=10).run("assert shows(1) == 2", "shows")
     assert ok, err
-    assert run_ok(small, "print('next')").strip() == "next"   # its output was not lost with the refused message
+    assert run_ok(small, "print('next')").strip() == "next"  # its output was not lost with the refused message
     assert small.usage()["too_large"] == before + 1
 
 
 @needs_sandbox
 def test_children_a_call_leaves_running_are_killed_and_flagged(small):
     from sandboxgrader.trusted import TrustedRunner
+
     if small.kernel.cgroup is None:
         pytest.skip("no cgroup")
-    run_ok(small, "def spawn(n):\n    import os\n    for _ in range(n):\n        if os.fork() == 0:\n"
-                  "            while True:\n                pass\n    return n\n")
+    run_ok(
+        small,
+        "def spawn(n):\n    import os\n    for _ in range(n):\n        if os.fork() == 0:\n"
+        "            while True:\n                pass\n    return n\n",
+    )
     before = small.usage()["left_running"]
     ok, _, err = TrustedRunner(small, call_timeout=10).run("assert spawn(10) == 10", "spawn")
     assert ok, err
     assert small.usage()["left_running"] == before + 10
     from sandboxgrader.kernel import leftovers
-    assert leftovers(small.kernel.uid) == 0   # killed and reaped: the process budget is whole again
+
+    assert leftovers(small.kernel.uid) == 0  # killed and reaped: the process budget is whole again
 
 
 @needs_sandbox
 def test_a_uid_in_use_elsewhere_is_never_taken_or_signalled(monkeypatch):
     import subprocess
+
     from sandboxgrader import kernel
+
     uid = kernel.UID_BASE + kernel.UID_COUNT - 1
-    assert not 61184 <= kernel.UID_BASE <= 65519 and kernel.UID_BASE > 60000   # not DynamicUser, not a user
+    assert not 61184 <= kernel.UID_BASE <= 65519 and kernel.UID_BASE > 60000  # not DynamicUser, not a user
     other = subprocess.Popen(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "sleep", "60"])
     try:
         monkeypatch.setattr(kernel, "UID_BASE", uid)
         monkeypatch.setattr(kernel, "UID_COUNT", 1)
-        for _ in range(50):   # until setpriv has switched to the uid
+        for _ in range(50):  # until setpriv has switched to the uid
             if kernel._uid_processes(uid):
                 break
             __import__("time").sleep(0.05)
         with pytest.raises(kernel.SandboxUnavailable):
             kernel.acquire_uid()
-        assert other.poll() is None   # still running: not ours to kill
+        assert other.poll() is None  # still running: not ours to kill
     finally:
         other.kill()
         other.wait()

@@ -6,14 +6,24 @@
 - README's lecture table is the one `make badges` generates from the notebooks.
 - The site's notebook reader (docs/_ext/course_site.py) and the data the pages are made of.
 """
+
 import re
 
 import pytest
 
 import course_site
 import stamp_badges
-from course import (ROOT, assignment_info, colab_url, lecture_info, lecture_notebooks, read_nb,
-                    release_notebooks, source_notebooks, src)
+from course import (
+    ROOT,
+    assignment_info,
+    colab_url,
+    lecture_info,
+    lecture_notebooks,
+    read_nb,
+    release_notebooks,
+    source_notebooks,
+    src,
+)
 
 NOTEBOOKS = lecture_notebooks() + source_notebooks() + release_notebooks()
 RELATIVE = re.compile(r"(?<!!)\[[^\]\n]*\]\((?![a-zA-Z][a-zA-Z0-9+.-]*:|[#/])([^)\s#]+\.ipynb)(#[^)\s]*)?\)")
@@ -38,8 +48,9 @@ def test_links_between_notebooks_resolve_in_jupyterlab_and_colab(path):
             companion = m["companion"] or ""
             want = f"<sup>[Colab]({colab_url(target)})</sup>"
             if companion != want:  # Colab opens the notebook alone: only the absolute link works there
-                problems.append(f"cell {k}: {m['target']} has {companion or 'no Colab link'}, expected {want} "
-                                "(run `make badges`)")
+                problems.append(
+                    f"cell {k}: {m['target']} has {companion or 'no Colab link'}, expected {want} (run `make badges`)"
+                )
             colab_path = colab_url(target).split("/blob/", 1)[1].split("/", 1)[1]
             if not (ROOT / colab_path).is_file():
                 problems.append(f"cell {k}: the Colab link of {m['target']} opens {colab_path}, not in the repository")
@@ -60,7 +71,9 @@ def test_link_stamping_is_idempotent_and_follows_course_toml():
 
 def test_readme_lecture_and_assignment_tables_are_current():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert stamp_badges.stamp_readme(text) == text, "README.md's lecture or assignment table is stale: run `make badges`"
+    assert stamp_badges.stamp_readme(text) == text, (
+        "README.md's lecture or assignment table is stale: run `make badges`"
+    )
     assert stamp_badges.main(["--check", "--readme"]) == 0
     for path in lecture_notebooks():
         assert f"[{lecture_info(path)['title']}]({path.relative_to(ROOT).as_posix()})" in text
@@ -96,8 +109,9 @@ def test_site_reader_shows_the_lecture_without_colab_cells_and_with_widget_notes
     notes = [o["data"]["text/html"] for o in outputs if "course-widget-note" in o.get("data", {}).get("text/html", "")]
     assert len(notes) == widgets
     assert all("move the slider" in n and colab_url(path) in n for n in notes)
-    assert sum(o.get("data", {}).get("image/png") is not None for o in outputs) == \
-        sum(o.get("data", {}).get("image/png") is not None for c in stored["cells"] for o in c.get("outputs", []))
+    assert sum(o.get("data", {}).get("image/png") is not None for o in outputs) == sum(
+        o.get("data", {}).get("image/png") is not None for c in stored["cells"] for o in c.get("outputs", [])
+    )
 
 
 @pytest.mark.parametrize("path", release_notebooks(), ids=ids(release_notebooks()))
@@ -118,6 +132,7 @@ def test_bibliography_has_every_lectures_references():
         assert all(len(r) > 20 for r in refs), refs
     keys = {course_site._ref_key(r) for p in lecture_notebooks() for r in course_site.references(p)}
     # the same book cited in two lectures with other punctuation or a <> link is one entry
-    assert course_site._ref_key("S. Boyd and L. Vandenberghe. *Convex Optimization*. <https://x.org/>") == \
-        course_site._ref_key("S. Boyd, L. Vandenberghe. *Convex Optimization*. https://x.org/")
+    assert course_site._ref_key(
+        "S. Boyd and L. Vandenberghe. *Convex Optimization*. <https://x.org/>"
+    ) == course_site._ref_key("S. Boyd, L. Vandenberghe. *Convex Optimization*. https://x.org/")
     assert len(keys) < sum(len(course_site.references(p)) for p in lecture_notebooks())

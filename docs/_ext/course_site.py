@@ -14,6 +14,7 @@
 - Offline: MathJax 2 is copied into the site from the pinned ``jupyter-server-mathjax`` (Sphinx's
   default loads MathJax from a CDN).
 """
+
 from __future__ import annotations
 
 import html
@@ -26,8 +27,19 @@ from docutils import nodes
 from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
 
-from course import (ROOT, assignment_info, binder_url, colab_url, github_url, hub_url, lecture_info,
-                    lecture_notebooks, read_nb, release_notebooks, src)
+from course import (
+    ROOT,
+    assignment_info,
+    binder_url,
+    colab_url,
+    github_url,
+    hub_url,
+    lecture_info,
+    lecture_notebooks,
+    read_nb,
+    release_notebooks,
+    src,
+)
 
 BADGE_TAG, SETUP_TAG = "colab-badge", "colab-setup"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -35,12 +47,21 @@ COMPANION = re.compile(r"<sup>\[Colab\]\(https://colab\.research\.google\.com/[^
 # a markdown link or image with a relative target: [text](target) / ![alt](target)
 REL_LINK = re.compile(r"(?P<head>!?\[[^\]\n]*\]\()(?P<target>(?![a-zA-Z][a-zA-Z0-9+.-]*:|[#/])[^)\s]+)(?P<tail>\))")
 INCLUDE = re.compile(r"^<!-- course:include (?P<path>\S+) -->$", re.M)
-MATHJAX_KEEP = ["MathJax.js", "LICENSE", "config", "extensions", "jax/input/TeX", "jax/element",
-                "jax/output/HTML-CSS", "fonts/HTML-CSS/STIX-Web"]
+MATHJAX_KEEP = [
+    "MathJax.js",
+    "LICENSE",
+    "config",
+    "extensions",
+    "jax/input/TeX",
+    "jax/element",
+    "jax/output/HTML-CSS",
+    "fonts/HTML-CSS/STIX-Web",
+]
 
 
 # ------------------------------------------------------------------------------------------------
 # Notebooks as the site shows them
+
 
 def notebook_path(nb: dict) -> Path | None:
     """The repository path of a notebook, read from its stamped Colab badge (the reader gets text only)."""
@@ -69,6 +90,7 @@ def site_markdown(text: str, path: Path | None) -> str:
         except ValueError:
             return m[0]
         return f"{m['head']}{github_url(rel)}{m['tail']}" if resolved.exists() else m[0]
+
     return REL_LINK.sub(repl, text)
 
 
@@ -76,29 +98,41 @@ def widget_note(path: Path | None) -> dict:
     where = []
     if path is not None:
         where.append(f'<a href="{html.escape(colab_url(path))}">Colab</a>')
-        where.append(f'<a href="{html.escape(hub_url() or binder_url(path))}">'
-                     f'{"JupyterHub" if hub_url() else "Binder"}</a>')
+        where.append(
+            f'<a href="{html.escape(hub_url() or binder_url(path))}">{"JupyterHub" if hub_url() else "Binder"}</a>'
+        )
     where = " / ".join(where) or "Colab / JupyterHub"
-    text = (f'<p class="course-widget-note">Interactive widget: open in {where} to move the slider '
-            '(or use the launch buttons at the top of the page). This page is static: the figure of this '
-            'cell shows the widget in its initial state.</p>')
+    text = (
+        f'<p class="course-widget-note">Interactive widget: open in {where} to move the slider '
+        "(or use the launch buttons at the top of the page). This page is static: the figure of this "
+        "cell shows the widget in its initial state.</p>"
+    )
     return nbformat.v4.new_output("display_data", data={"text/html": text})
 
 
 def assignment_box(path: Path) -> str:
     info = assignment_info(path)
-    lectures = ", ".join(f"[Lecture {lecture_info(p)['number']}. {lecture_info(p)['title']}]"
-                         f"({Path('../../lectures', p.name).as_posix()})" for p in info["lectures"])
+    lectures = ", ".join(
+        f"[Lecture {lecture_info(p)['number']}. {lecture_info(p)['title']}]"
+        f"({Path('../../lectures', p.name).as_posix()})"
+        for p in info["lectures"]
+    )
     rows = "\n".join(f"| {t['task']} | {t['points']} | {t['topic']} |" for t in info["tasks"])
-    return "\n".join([
-        "```{admonition} This assignment at a glance", ":class: tip", "",
-        f"**{info['points']} points** in {info['tests']} auto-graded test cells.",
-        *([f"It builds on {lectures}."] if lectures else []), "",
-        *(["| task | points | topic |", "|---|---|---|", rows, ""] if info["tasks"] else []),
-        "Open it with the launch buttons at the top of this page (Colab, Binder, JupyterHub) or with "
-        "`make lab`; run every cell, then upload the `.ipynb` to the course's LMS. Hidden tests with other "
-        "inputs are added when it is graded.",
-        "```"])
+    return "\n".join(
+        [
+            "```{admonition} This assignment at a glance",
+            ":class: tip",
+            "",
+            f"**{info['points']} points** in {info['tests']} auto-graded test cells.",
+            *([f"It builds on {lectures}."] if lectures else []),
+            "",
+            *(["| task | points | topic |", "|---|---|---|", rows, ""] if info["tasks"] else []),
+            "Open it with the launch buttons at the top of this page (Colab, Binder, JupyterHub) or with "
+            "`make lab`; run every cell, then upload the `.ipynb` to the course's LMS. Hidden tests with other "
+            "inputs are added when it is graded.",
+            "```",
+        ]
+    )
 
 
 def read_notebook(text: str) -> nbformat.NotebookNode:
@@ -114,8 +148,9 @@ def read_notebook(text: str) -> nbformat.NotebookNode:
         if cell.cell_type == "markdown":
             cell.source = site_markdown(src(cell), path)
         elif cell.cell_type == "code":
-            cell.outputs = [widget_note(path) if WIDGET_VIEW in out.get("data", {}) else out
-                            for out in cell.get("outputs", [])]
+            cell.outputs = [
+                widget_note(path) if WIDGET_VIEW in out.get("data", {}) else out for out in cell.get("outputs", [])
+            ]
         cells.append(cell)
     if path is not None and path.parts[-3] == "assignments":
         first = next(i for i, c in enumerate(cells) if c.cell_type == "markdown")
@@ -126,6 +161,7 @@ def read_notebook(text: str) -> nbformat.NotebookNode:
 
 # ------------------------------------------------------------------------------------------------
 # Generated content
+
 
 class _Generated(SphinxDirective):
     """A directive whose content is MyST markdown generated from the repository."""
@@ -140,8 +176,7 @@ class _Generated(SphinxDirective):
         for path in self.depends_on():
             self.env.note_dependency(str(path))
         node = nodes.container(classes=["course-generated"])
-        self.state.nested_parse(StringList(self.markdown().split("\n"), source=self.name),
-                                self.content_offset, node)
+        self.state.nested_parse(StringList(self.markdown().split("\n"), source=self.name), self.content_offset, node)
         return node.children
 
 
@@ -172,8 +207,9 @@ class Assignments(_Generated):
             rel = path.relative_to(ROOT).as_posix()
             topics = "; ".join(t["topic"] for t in info["tasks"] if t["topic"])
             lectures = ", ".join(f"[{lecture_info(p)['number']}](lectures/{p.name})" for p in info["lectures"])
-            rows.append(f"| [{info['title']}]({rel}) | {info['points']} ({info['tests']} tests) | "
-                        f"{topics} | {lectures} |")
+            rows.append(
+                f"| [{info['title']}]({rel}) | {info['points']} ({info['tests']} tests) | {topics} | {lectures} |"
+            )
         return "\n".join(rows)
 
 
@@ -211,7 +247,6 @@ class Bibliography(_Generated):
     def markdown(self):
         refs: dict[str, dict] = {}
         for path in lecture_notebooks():
-            lec = lecture_info(path)
             for item in references(path):
                 entry = refs.setdefault(_ref_key(item), {"text": item, "lectures": []})
                 if path not in entry["lectures"]:
@@ -231,9 +266,11 @@ class Bibliography(_Generated):
 # ------------------------------------------------------------------------------------------------
 # Repository files included as pages
 
+
 def rewrite_links(text: str, source: Path) -> str:
     """Relative links of a repository file included in a page: a site page stays a page, any other
     file of the repository becomes its GitHub URL."""
+
     def repl(m):
         target = m["target"]
         file_part, _, fragment = target.partition("#")
@@ -248,6 +285,7 @@ def rewrite_links(text: str, source: Path) -> str:
             return f"{m['head']}{rel}{'#' + fragment if fragment else ''}{m['tail']}"
         url = github_url(rel) if resolved.is_file() else github_url(rel).replace("/blob/", "/tree/", 1)
         return f"{m['head']}{url}{'#' + fragment if fragment else ''}{m['tail']}"
+
     return REL_LINK.sub(repl, text)
 
 
@@ -258,11 +296,13 @@ def expand_includes(app, docname, source):
             raise FileNotFoundError(f"{docname}: course:include of a missing file {m['path']}")
         app.env.note_dependency(str(path))
         return rewrite_links(path.read_text(encoding="utf-8"), path)
+
     source[0] = INCLUDE.sub(repl, source[0])
 
 
 # ------------------------------------------------------------------------------------------------
 # Offline MathJax
+
 
 def copy_mathjax(app):
     if app.builder.format != "html":

@@ -5,6 +5,7 @@ sandboxed grader (`sandboxed`: student code in bubblewrap, tests in the trusted 
 nbgrader. It returns one `GradeResult` per submission and records them in
 grading/reports/autograde.json (`records`; read by `make grades` for the anomaly list).
 """
+
 from __future__ import annotations
 
 import sys
@@ -29,6 +30,7 @@ def _problem(log: str, error: str) -> str:
 
 def _scores(course: Course, assignment: str, student: str) -> tuple[float, float, dict]:
     from nbgrader.api import MissingEntry
+
     with course.gradebook() as gb:
         try:
             sub = gb.find_submission(assignment, student)
@@ -37,13 +39,22 @@ def _scores(course: Course, assignment: str, student: str) -> tuple[float, float
         cells = {}
         for nb in sub.notebooks:
             for g in nb.grades:
-                cells[g.name] = [g.score if (g.auto_score is not None or g.manual_score is not None) else None,
-                                 float(g.max_score)]
+                cells[g.name] = [
+                    g.score if (g.auto_score is not None or g.manual_score is not None) else None,
+                    float(g.max_score),
+                ]
         return float(sub.score), float(sub.max_score), cells
 
 
-def grade_submissions(course: Course, pairs: list[tuple[str, str]], progress: bool = True, *,
-                      engine: str = "sandbox", jobs: int | None = None, unsafe: bool = False) -> list[GradeResult]:
+def grade_submissions(
+    course: Course,
+    pairs: list[tuple[str, str]],
+    progress: bool = True,
+    *,
+    engine: str = "sandbox",
+    jobs: int | None = None,
+    unsafe: bool = False,
+) -> list[GradeResult]:
     """Autograde (assignment, student) pairs. Never aborts the batch.
 
     The engine is the sandboxed grader (grading/sandboxgrader: student code in bubblewrap, every
@@ -53,6 +64,7 @@ def grade_submissions(course: Course, pairs: list[tuple[str, str]], progress: bo
     """
     if engine == "sandbox":
         from .sandboxed import grade_submissions as sandboxed
+
         return sandboxed(course, pairs, jobs=jobs or None, unsafe=unsafe, progress=progress)
     if engine != "nbgrader":
         raise ValueError(f"GRADER must be 'sandbox' or 'nbgrader', got {engine!r}")
@@ -84,8 +96,18 @@ def grade_submissions_plain(course: Course, pairs: list[tuple[str, str]], progre
         r = run(course, Autograde, aid, sid, force=True, create_student=True, extra=UNSANDBOXED_OK)
         ok = r.success and (course.autograded / sid / aid).is_dir()
         score, max_score, cells = _scores(course, aid, sid)
-        results.append(GradeResult(aid, sid, ok, score if ok else 0.0, max_score, round(r.seconds, 2),
-                                   "" if ok else _problem(r.log, r.error), cells))
+        results.append(
+            GradeResult(
+                aid,
+                sid,
+                ok,
+                score if ok else 0.0,
+                max_score,
+                round(r.seconds, 2),
+                "" if ok else _problem(r.log, r.error),
+                cells,
+            )
+        )
     record(course, results)
     return results
 
@@ -99,9 +121,17 @@ def summary_table(results: list[GradeResult]) -> str:
         note = r.problem or (f"{manual} cell(s) need manual grading" if manual else "")
         if not r.ok:
             note = "NOT GRADED: " + (r.problem or "unknown reason")
-        rows.append((r.assignment, nbutil.terminal_safe(r.student), f"{r.score:g}" if r.ok else "-",
-                     f"{r.max_score:g}", f"{pct:.0f}" if r.ok else "-", f"{r.seconds:.1f}",
-                     nbutil.terminal_safe(note)[:300]))
+        rows.append(
+            (
+                r.assignment,
+                nbutil.terminal_safe(r.student),
+                f"{r.score:g}" if r.ok else "-",
+                f"{r.max_score:g}",
+                f"{pct:.0f}" if r.ok else "-",
+                f"{r.seconds:.1f}",
+                nbutil.terminal_safe(note)[:300],
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -112,6 +142,8 @@ def summary_table(results: list[GradeResult]) -> str:
         failed = sum(not r.ok for r in rs)
         ok = [r.score for r in rs if r.ok]
         mean = sum(ok) / len(ok) if ok else 0.0
-        lines.append(f"{aid}: {len(ok)} graded, mean {mean:.2f}/{rs[0].max_score:g}"
-                     + (f", {failed} NOT GRADED" if failed else ""))
+        lines.append(
+            f"{aid}: {len(ok)} graded, mean {mean:.2f}/{rs[0].max_score:g}"
+            + (f", {failed} NOT GRADED" if failed else "")
+        )
     return "\n".join(lines)

@@ -1,15 +1,16 @@
 """Command line of the instructor workflow; grading/grading.mk calls it (`python -m coursegrader …`).
 
-    release        generate assignments/ from solutions/ (lint first, leak check after)
-    release-check  compare the committed assignments/ with a fresh generation (temp dir)
-    collect FROM   LMS zip or folder -> grading/submitted/<student>/<assignment>/
-    autograde      grade everything submitted (one process, progress bar, summary table)
-    feedback       HTML per student, checked for hidden tests and solutions
-    grades         CSV, per-question statistics, histogram, anomalies (grading/reports/)
-    samples        CI sample submissions from the current release (grading/.work/samples/)
-    student-repo   the public tree at DEST
-    lint           authoring problems in the source notebooks
+release        generate assignments/ from solutions/ (lint first, leak check after)
+release-check  compare the committed assignments/ with a fresh generation (temp dir)
+collect FROM   LMS zip or folder -> grading/submitted/<student>/<assignment>/
+autograde      grade everything submitted (one process, progress bar, summary table)
+feedback       HTML per student, checked for hidden tests and solutions
+grades         CSV, per-question statistics, histogram, anomalies (grading/reports/)
+samples        CI sample submissions from the current release (grading/.work/samples/)
+student-repo   the public tree at DEST
+lint           authoring problems in the source notebooks
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,6 +28,7 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", message=".*not in session.*")
     try:
         from sqlalchemy.exc import SAWarning
+
         warnings.filterwarnings("ignore", category=SAWarning)
     except ImportError:
         pass
@@ -41,6 +43,7 @@ def _pairs(course: Course, assignment: str | None, student: str | None) -> list[
 
 def cmd_lint(course: Course, args) -> int:
     from .release import lint_course
+
     bad = 0
     for aid, problems in lint_course(course, args.assignment and [args.assignment]).items():
         for p in problems:
@@ -53,6 +56,7 @@ def cmd_lint(course: Course, args) -> int:
 
 def cmd_release(course: Course, args) -> int:
     from .release import check, generate, lint_course
+
     aids = [args.assignment] if args.assignment else course.assignments()
     if not aids:
         print("release: no source notebooks under solutions/", file=sys.stderr)
@@ -71,13 +75,16 @@ def cmd_release(course: Course, args) -> int:
             print(f"LEAK {aid}: {p}", file=sys.stderr)
             rc = 1
     if rc == 0:
-        print(f"release: {', '.join(aids)} -> {course.release.relative_to(course.root)}/ (checked: no "
-              f"solution code, no hidden tests)")
+        print(
+            f"release: {', '.join(aids)} -> {course.release.relative_to(course.root)}/ (checked: no "
+            f"solution code, no hidden tests)"
+        )
     return rc
 
 
 def cmd_release_check(course: Course, args) -> int:
     from .release import fresh_release_diff
+
     diffs = fresh_release_diff(course)
     for d in diffs:
         print(f"STALE {d}", file=sys.stderr)
@@ -88,6 +95,7 @@ def cmd_release_check(course: Course, args) -> int:
 
 def cmd_collect(course: Course, args) -> int:
     from .collect import collect, report
+
     items = collect(course, Path(args.source), dry_run=args.dry_run)
     print(report(items))
     if not args.dry_run:
@@ -97,32 +105,37 @@ def cmd_collect(course: Course, args) -> int:
 
 def cmd_autograde(course: Course, args) -> int:
     from .autograde import grade_submissions, summary_table
+
     pairs = _pairs(course, args.assignment, args.student)
     if not pairs:
         print("autograde: nothing submitted (run `make collect FROM=…` first)", file=sys.stderr)
         return 1
     from sandboxgrader.kernel import SandboxUnavailable
+
     try:
-        results = grade_submissions(course, pairs, progress=not args.no_progress, engine=args.grader,
-                                    jobs=args.jobs, unsafe=args.unsafe)
+        results = grade_submissions(
+            course, pairs, progress=not args.no_progress, engine=args.grader, jobs=args.jobs, unsafe=args.unsafe
+        )
     except SandboxUnavailable as exc:
         print(f"autograde: refusing to grade: {exc}", file=sys.stderr)
         return 2
     print(summary_table(results))
     failed = [r for r in results if not r.ok]
-    for r in failed:   # never a silent 0: each submission the grader could not grade, and why
-        print(f"NOT GRADED {r.assignment}/{r.student}: {terminal_safe(r.problem) or 'unknown reason'}",
-              file=sys.stderr)
+    for r in failed:  # never a silent 0: each submission the grader could not grade, and why
+        print(f"NOT GRADED {r.assignment}/{r.student}: {terminal_safe(r.problem) or 'unknown reason'}", file=sys.stderr)
     if failed:
-        print(f"autograde: {len(failed)} of {len(results)} submission(s) NOT graded (marked for manual "
-              "grading in the gradebook)", file=sys.stderr)
+        print(
+            f"autograde: {len(failed)} of {len(results)} submission(s) NOT graded (marked for manual "
+            "grading in the gradebook)",
+            file=sys.stderr,
+        )
     return 1 if failed else 0
 
 
 def cmd_feedback(course: Course, args) -> int:
     from .feedback import generate
-    pairs = [(a, s) for a, s in _pairs(course, args.assignment, args.student)
-             if (course.autograded / s / a).is_dir()]
+
+    pairs = [(a, s) for a, s in _pairs(course, args.assignment, args.student) if (course.autograded / s / a).is_dir()]
     if not pairs:
         print("feedback: nothing autograded (run `make autograde` first)", file=sys.stderr)
         return 1
@@ -133,12 +146,15 @@ def cmd_feedback(course: Course, args) -> int:
             print(terminal_safe(f"FEEDBACK {r.assignment}/{r.student}: {r.problem}"), file=sys.stderr)
             rc = 1 if "page deleted" in r.problem else rc
     done = sum(r.ok for r in results)
-    print(f"feedback: {done}/{len(results)} pages in {course.feedback.relative_to(course.root)}/<student>/<assignment>/")
+    print(
+        f"feedback: {done}/{len(results)} pages in {course.feedback.relative_to(course.root)}/<student>/<assignment>/"
+    )
     return rc
 
 
 def cmd_grades(course: Course, args) -> int:
     from .grades import export
+
     out = export(course)
     for p in out["paths"]:
         print(f"wrote {p.relative_to(course.root)}")
@@ -153,6 +169,7 @@ def cmd_grades(course: Course, args) -> int:
 
 def cmd_samples(course: Course, args) -> int:
     from . import samples
+
     dest = Path(args.dest) if args.dest else course.grading / ".work" / "samples"
     built = samples.build_course(course, assignments=args.assignment and [args.assignment])
     expected = samples.write(built, dest / "submitted", dest / "expected.json")
@@ -164,6 +181,7 @@ def cmd_samples(course: Course, args) -> int:
 
 def cmd_student_repo(course: Course, args) -> int:
     from .studentrepo import build
+
     rep = build(course, Path(args.dest), force=args.force)
     for w in rep.warnings:
         print(f"note: {w}")
@@ -184,9 +202,11 @@ def main(argv=None) -> int:
         p.set_defaults(fn=fn)
         return p
 
-    for name, fn, help_ in [("lint", cmd_lint, "check the source notebooks"),
-                            ("release", cmd_release, "generate assignments/"),
-                            ("samples", cmd_samples, "CI sample submissions")]:
+    for name, fn, help_ in [
+        ("lint", cmd_lint, "check the source notebooks"),
+        ("release", cmd_release, "generate assignments/"),
+        ("samples", cmd_samples, "CI sample submissions"),
+    ]:
         p = add(name, fn, help_)
         p.add_argument("--assignment", default="")
         if name == "samples":
@@ -200,9 +220,13 @@ def main(argv=None) -> int:
         p.add_argument("--assignment", default="")
         p.add_argument("--student", default="")
         p.add_argument("--no-progress", action="store_true")
-        if name == "autograde":   # (make autograde GRADER=… JOBS=… UNSAFE=1)
-            p.add_argument("--grader", choices=("sandbox", "nbgrader"), default="sandbox",
-                           help="nbgrader: plain nbgrader, unsandboxed (trusted code only)")
+        if name == "autograde":  # (make autograde GRADER=… JOBS=… UNSAFE=1)
+            p.add_argument(
+                "--grader",
+                choices=("sandbox", "nbgrader"),
+                default="sandbox",
+                help="nbgrader: plain nbgrader, unsandboxed (trusted code only)",
+            )
             p.add_argument("--jobs", type=int, default=None, help="submissions graded at once (default: cores)")
             p.add_argument("--unsafe", action="store_true", help="grade without bubblewrap (trusted code only)")
     add("grades", cmd_grades, "reports")

@@ -16,14 +16,15 @@ or bad (not JSON, not a notebook, unknown assignment, no student) — nothing is
 Writes are atomic; the LMS time of the kept file goes to timestamp.txt (nbgrader reads it for late
 penalties). Report: printed, and grading/reports/collect.csv.
 """
+
 from __future__ import annotations
 
 import csv
 import datetime as dt
 import io
 import json
-import re
 import os
+import re
 import stat
 import tempfile
 import unicodedata
@@ -36,26 +37,26 @@ from . import nbutil
 from .settings import Course
 
 RESUBMIT = re.compile(r"(?:-(\d+)| \((\d+)\))$")  # Canvas `-1`, browsers ` (1)`
-MAX_BYTES = 50_000_000          # one file (expanded)
-MAX_EXPANDED = 2 * 2**30        # all files of one download, expanded (zip bombs)
-MAX_MEMBERS = 20_000            # files in one download, zips inside it included
+MAX_BYTES = 50_000_000  # one file (expanded)
+MAX_EXPANDED = 2 * 2**30  # all files of one download, expanded (zip bombs)
+MAX_MEMBERS = 20_000  # files in one download, zips inside it included
 
 
 @dataclass
 class Item:
-    origin: str                 # where it came from, for the report
-    parts: tuple                # path parts relative to the download root
-    blob: Path | None           # the file's bytes, spooled to a temp file (never all held in memory)
+    origin: str  # where it came from, for the report
+    parts: tuple  # path parts relative to the download root
+    blob: Path | None  # the file's bytes, spooled to a temp file (never all held in memory)
     mtime: dt.datetime
     student: str = ""
     lms_num: str = ""
     assignment: str = ""
     notebook: str = ""
-    order: int = 0              # resubmission number from the file name
-    status: str = ""            # collected | unchanged | duplicate | ignored | bad
+    order: int = 0  # resubmission number from the file name
+    status: str = ""  # collected | unchanged | duplicate | ignored | bad
     reason: str = ""
     notes: list = field(default_factory=list)
-    upload: "Item | None" = None   # the uploaded zip this file came out of: its owner and LMS time count
+    upload: Item | None = None  # the uploaded zip this file came out of: its owner and LMS time count
 
     @property
     def data(self) -> bytes:
@@ -127,7 +128,7 @@ class Plain(Layout):
         return (slug(parts[0]), "") if len(parts) >= 2 else None
 
 
-LAYOUTS = (Moodle(), Canvas(), Plain())   # tried in this order: the first that knows the path wins
+LAYOUTS = (Moodle(), Canvas(), Plain())  # tried in this order: the first that knows the path wins
 
 
 class Budget:
@@ -175,13 +176,20 @@ def _zip_items(path: Path, origin: str, prefix: tuple, depth: int, budget: Budge
                 continue
             budget.members_left -= 1
             if budget.members_left < 0:
-                out.append(_bad(name, parts, dt.datetime.now(), f"more than {MAX_MEMBERS} files in the download: "
-                                                                 "not read", upload))
+                out.append(
+                    _bad(
+                        name,
+                        parts,
+                        dt.datetime.now(),
+                        f"more than {MAX_MEMBERS} files in the download: not read",
+                        upload,
+                    )
+                )
                 break
             try:
                 when = dt.datetime(*info.date_time)
             except (TypeError, ValueError):
-                when = None   # a corrupt date: the upload's (LMS) time still counts, else refused
+                when = None  # a corrupt date: the upload's (LMS) time still counts, else refused
             if upload is not None:
                 when = upload.mtime
             if when is None:
@@ -197,8 +205,15 @@ def _zip_items(path: Path, origin: str, prefix: tuple, depth: int, budget: Budge
             try:
                 with zf.open(info) as src:
                     why = _copy_capped(src, dest, budget)
-            except (RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error, OSError, EOFError,
-                    ValueError) as exc:   # encrypted, unsupported compression, corrupt member
+            except (
+                RuntimeError,
+                NotImplementedError,
+                zipfile.BadZipFile,
+                zlib.error,
+                OSError,
+                EOFError,
+                ValueError,
+            ) as exc:  # encrypted, unsupported compression, corrupt member
                 why = "cannot be read from the zip: " + _zip_error(exc)
             if why:
                 dest.unlink(missing_ok=True)
@@ -226,8 +241,7 @@ def _expand(item: Item, depth: int, budget: Budget) -> list[Item]:
         magic = fh.read(4)
     if magic == b"PK\x03\x04" and depth < 2:
         try:
-            return _zip_items(item.blob, item.origin, item.parts[:-1], depth + 1, budget,
-                              upload=item.upload or item)
+            return _zip_items(item.blob, item.origin, item.parts[:-1], depth + 1, budget, upload=item.upload or item)
         except (zipfile.BadZipFile, zlib.error, OSError, ValueError, RuntimeError, NotImplementedError) as exc:
             item.status, item.reason = "bad", f"corrupt zip ({type(exc).__name__})"
     return [item]
@@ -244,7 +258,7 @@ def scan(source: Path, budget: Budget) -> list[Item]:
                 parts = p.relative_to(source).parts
                 st = p.lstat()
                 when = dt.datetime.fromtimestamp(st.st_mtime)
-                if stat.S_ISLNK(st.st_mode):   # e.g. a link to solutions/: never filed as a submission
+                if stat.S_ISLNK(st.st_mode):  # e.g. a link to solutions/: never filed as a submission
                     items.append(_bad(str(p), parts, when, "a symbolic link: refused"))
                     continue
                 if not stat.S_ISREG(st.st_mode):
@@ -252,8 +266,14 @@ def scan(source: Path, budget: Budget) -> list[Item]:
                     continue
                 budget.members_left -= 1
                 if st.st_size > MAX_BYTES or budget.members_left < 0:
-                    items.append(_bad(str(p), parts, when, "too large" if st.st_size > MAX_BYTES else
-                                      f"more than {MAX_MEMBERS} files: not read"))
+                    items.append(
+                        _bad(
+                            str(p),
+                            parts,
+                            when,
+                            "too large" if st.st_size > MAX_BYTES else f"more than {MAX_MEMBERS} files: not read",
+                        )
+                    )
                     continue
                 dest = budget.new_file()
                 try:
@@ -328,7 +348,7 @@ def _stem(name: str) -> tuple[str, int]:
     for ext in (".json", ".txt", ".ipynb"):
         if base.lower().endswith(ext):
             base = base[: -len(ext)]
-    for layout in LAYOUTS:   # the first layout that decorated the name
+    for layout in LAYOUTS:  # the first layout that decorated the name
         if layout.stem(base) != base:
             base = layout.stem(base)
             break
@@ -429,6 +449,7 @@ def _disambiguate(items: list[Item]) -> None:
 def collect(course: Course, source: Path, dry_run: bool = False) -> list[Item]:
     if str(source) == "exchange":  # nbgrader's exchange of the course's JupyterHub (hub/README.md)
         from .exchange import collect_exchange
+
         return collect_exchange(course, dry_run=dry_run)
     with tempfile.TemporaryDirectory(prefix="collect-") as spool:
         return _collect(course, source, Budget(Path(spool)), dry_run)
@@ -472,13 +493,13 @@ def _collect(course: Course, source: Path, budget: Budget, dry_run: bool) -> lis
 
 def _utc(when: dt.datetime) -> dt.datetime:
     """LMS times are local, naive: read them as this machine's local time."""
-    return when.astimezone(dt.timezone.utc)
+    return when.astimezone(dt.UTC)
 
 
 def _stamp(path: Path) -> dt.datetime | None:
     try:
         text = path.read_text().strip().removesuffix("UTC").strip()
-        return dt.datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=dt.timezone.utc)
+        return dt.datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=dt.UTC)
     except (OSError, ValueError):
         return None
 
@@ -488,8 +509,9 @@ def write_report(course: Course, items: list[Item]) -> Path:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["status", "student", "assignment", "notebook", "origin", "reason"])
     for i in items:
-        w.writerow([i.status, i.student, i.assignment, i.notebook, i.origin,
-                    "; ".join([i.reason] + i.notes).strip("; ")])
+        w.writerow(
+            [i.status, i.student, i.assignment, i.notebook, i.origin, "; ".join([i.reason] + i.notes).strip("; ")]
+        )
     path = course.reports / "collect.csv"
     nbutil.write_atomic(path, buf.getvalue())
     return path

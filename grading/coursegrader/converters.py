@@ -3,6 +3,7 @@
 A new `nbgrader` process per student costs ≈ 2.5 s of start-up; in-process it is ≈ 1.9 s per
 submission in total (measured). Logs are captured per run and appended to grading/reports/nbgrader.log.
 """
+
 from __future__ import annotations
 
 import copy
@@ -39,8 +40,16 @@ def _host(course: Course) -> _Host:
     return _Host(config=course.config, log=logger)
 
 
-def run(course: Course, converter_cls, assignment: str, student: str = ".", *, force: bool = True,
-        extra: Config | None = None, **attrs) -> RunResult:
+def run(
+    course: Course,
+    converter_cls,
+    assignment: str,
+    student: str = ".",
+    *,
+    force: bool = True,
+    extra: Config | None = None,
+    **attrs,
+) -> RunResult:
     """Run one nbgrader converter for one (assignment, student); never raises for a student's failure."""
     from nbgrader.utils import capture_log
 
@@ -61,8 +70,9 @@ def run(course: Course, converter_cls, assignment: str, student: str = ".", *, f
     t0 = time.perf_counter()
     out = capture_log(app)
     seconds = time.perf_counter() - t0
-    result = RunResult(assignment, student, bool(out.get("success")), seconds,
-                       out.get("log", "") or "", out.get("error", "") or "")
+    result = RunResult(
+        assignment, student, bool(out.get("success")), seconds, out.get("log", "") or "", out.get("error", "") or ""
+    )
     _append_log(course, converter_cls.__name__, result)
     return result
 
@@ -70,5 +80,7 @@ def run(course: Course, converter_cls, assignment: str, student: str = ".", *, f
 def _append_log(course: Course, what: str, r: RunResult) -> None:
     course.reports.mkdir(parents=True, exist_ok=True)
     with open(course.reports / "nbgrader.log", "a", encoding="utf-8") as fh:
-        fh.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} {what} {r.assignment} {r.student} "
-                 f"success={r.success} {r.seconds:.1f}s\n{r.log}{r.error}\n")
+        fh.write(
+            f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} {what} {r.assignment} {r.student} "
+            f"success={r.success} {r.seconds:.1f}s\n{r.log}{r.error}\n"
+        )

@@ -15,6 +15,7 @@ trusted more than nbgrader trusts it, and less where nbgrader is lax:
 - the submission time is the one claimed in the folder name, unless the folder or a file in it was
   changed later than that (a backdated or edited submission): then the time of that change.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -44,11 +45,15 @@ def exchange_root(course: Course) -> tuple[Path, str]:
         course_id = toml["course"]["id"]
         root = os.environ.get("EXCHANGE") or toml["hub"]["exchange"]
     except KeyError as exc:
-        raise ValueError(f"{course.root / 'course.toml'}: missing {exc} (needs [course] id and [hub] exchange)") from None
+        raise ValueError(
+            f"{course.root / 'course.toml'}: missing {exc} (needs [course] id and [hub] exchange)"
+        ) from None
     inbound = Path(root) / course_id / "inbound"
     if not inbound.is_dir():
-        raise FileNotFoundError(f"{inbound}: no inbound folder (has anything been released and submitted "
-                                f"on the hub? set EXCHANGE=<folder> for another exchange)")
+        raise FileNotFoundError(
+            f"{inbound}: no inbound folder (has anything been released and submitted "
+            f"on the hub? set EXCHANGE=<folder> for another exchange)"
+        )
     return Path(root), course_id
 
 
@@ -61,20 +66,20 @@ def parse_name(name: str) -> tuple[str, str, dt.datetime] | None:
         when = dt.datetime.strptime(parts[2].replace(" UTC", "").strip(), "%Y-%m-%d %H:%M:%S.%f")
     except ValueError:
         return None
-    return parts[0], parts[1], when.replace(tzinfo=dt.timezone.utc)
+    return parts[0], parts[1], when.replace(tzinfo=dt.UTC)
 
 
 def _read_tree(folder: Path) -> tuple[dict[str, bytes], list[str], dt.datetime]:
     """Regular files under `folder` (never through a symlink), what was skipped, the latest ctime."""
     files, skipped = {}, []
-    latest = dt.datetime.fromtimestamp(os.lstat(folder).st_ctime, dt.timezone.utc)
+    latest = dt.datetime.fromtimestamp(os.lstat(folder).st_ctime, dt.UTC)
     stack = [folder]
     while stack:
         here = stack.pop()
         for entry in sorted(os.scandir(here), key=lambda e: e.name):
             st = entry.stat(follow_symlinks=False)
             rel = Path(entry.path).relative_to(folder).as_posix()
-            latest = max(latest, dt.datetime.fromtimestamp(st.st_ctime, dt.timezone.utc))
+            latest = max(latest, dt.datetime.fromtimestamp(st.st_ctime, dt.UTC))
             if stat.S_ISDIR(st.st_mode):
                 stack.append(Path(entry.path))
             elif not stat.S_ISREG(st.st_mode):
@@ -101,7 +106,7 @@ def scan(inbound: Path, assignments: set[str]) -> list[Item]:
     items = []
     for entry in sorted(os.scandir(inbound), key=lambda e: e.name):
         st = entry.stat(follow_symlinks=False)
-        item = Item(entry.path, (entry.name,), b"", dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc))
+        item = Item(entry.path, (entry.name,), b"", dt.datetime.fromtimestamp(st.st_mtime, dt.UTC))
         items.append(item)
         parsed = parse_name(entry.name)
         if not stat.S_ISDIR(st.st_mode):
@@ -144,8 +149,9 @@ def _collect_one(course: Course, item: Item, dry_run: bool) -> None:
     item.notes += [f"skipped {s}" for s in skipped]
     when = item.mtime
     if changed > when + SLACK:
-        item.notes.append(f"claims {when:%Y-%m-%d %H:%M} UTC but was changed at {changed:%Y-%m-%d %H:%M} UTC: "
-                          "that time counts")
+        item.notes.append(
+            f"claims {when:%Y-%m-%d %H:%M} UTC but was changed at {changed:%Y-%m-%d %H:%M} UTC: that time counts"
+        )
         when = changed
     notebooks = sorted(n for n in files if n.endswith(".ipynb") and "/" not in n)
     if not notebooks:

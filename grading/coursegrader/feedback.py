@@ -7,6 +7,7 @@ ShortTracebacks and InertOutputs (text and verified images only); every page is 
 kept: a page that contains a hidden-test or solution fragment the student did not write -- in its
 text, markup, scripts or an encoded blob -- is deleted and reported.
 """
+
 from __future__ import annotations
 
 import base64
@@ -68,8 +69,11 @@ def page_views(html: str) -> list[str]:
     views.append(unescaped)
     for blob in _B64.findall(raw):
         try:
-            views.append(base64.b64decode(blob + "=" * (-len(blob) % 4), altchars=b"-_" if "-" in blob or "_" in blob
-                                          else None).decode("utf-8", "ignore"))
+            views.append(
+                base64.b64decode(
+                    blob + "=" * (-len(blob) % 4), altchars=b"-_" if "-" in blob or "_" in blob else None
+                ).decode("utf-8", "ignore")
+            )
         except (ValueError, binascii.Error):
             pass
     for blob in _HEX.findall(raw):
@@ -94,8 +98,10 @@ def page_leaks(html: str, secret: dict, student_text: str) -> list[str]:
     return found
 
 
-STATIC_CSP = ("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-              "style-src 'unsafe-inline'; img-src data:; font-src data:\">")
+STATIC_CSP = (
+    '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+    "style-src 'unsafe-inline'; img-src data:; font-src data:\">"
+)
 
 
 def make_static(html: str) -> str:
@@ -105,7 +111,7 @@ def make_static(html: str) -> str:
     html = re.sub(r"<script\b[^>]*/?>", "", html, flags=re.I)
     head = re.search(r"<head[^>]*>", html, flags=re.I)
     if head:
-        return html[:head.end()] + "\n" + STATIC_CSP + html[head.end():]
+        return html[: head.end()] + "\n" + STATIC_CSP + html[head.end() :]
     return STATIC_CSP + html
 
 
@@ -120,8 +126,8 @@ def submitted_text(course: Course, assignment: str, student: str) -> str:
     return "\n".join(parts)
 
 
-MAX_NOTEBOOK_BYTES = 20 * 2**20   # an autograded notebook larger than this gets no page (reported)
-SECONDS_PER_PAGE = 120            # wall-clock limit of one student's pages
+MAX_NOTEBOOK_BYTES = 20 * 2**20  # an autograded notebook larger than this gets no page (reported)
+SECONDS_PER_PAGE = 120  # wall-clock limit of one student's pages
 
 
 @contextlib.contextmanager
@@ -156,7 +162,7 @@ def generate(course: Course, pairs: list[tuple[str, str]], progress: bool = True
         except Exception as exc:  # noqa: BLE001 - a malformed notebook, a page that takes too long
             folder = course.feedback / sid / aid
             for page in folder.glob("*.html") if folder.is_dir() else []:
-                page.unlink()   # half-done or stale: never hand it out
+                page.unlink()  # half-done or stale: never hand it out
             results.append(FeedbackResult(aid, sid, False, [], f"error: {type(exc).__name__}: {str(exc)[:200]}"))
     return results
 
@@ -166,15 +172,21 @@ def _one(course: Course, aid: str, sid: str, cache: dict) -> FeedbackResult:
 
     if not (course.autograded / sid / aid).is_dir():
         return FeedbackResult(aid, sid, False, [], "not autograded")
-    for page in (course.feedback / sid / aid).glob("*.html"):   # a stale page is never left to hand out
+    for page in (course.feedback / sid / aid).glob("*.html"):  # a stale page is never left to hand out
         page.unlink()
     rec = load_records(course).get(f"{aid}/{sid}")
-    if rec is not None and not rec.get("ok", True):   # partial results are not handed out
+    if rec is not None and not rec.get("ok", True):  # partial results are not handed out
         return FeedbackResult(aid, sid, False, [], "not graded: " + str(rec.get("problem", ""))[:200])
     big = [p for p in (course.autograded / sid / aid).glob("*.ipynb") if p.stat().st_size > MAX_NOTEBOOK_BYTES]
     if big:
-        return FeedbackResult(aid, sid, False, [], f"error: {big[0].name} has {big[0].stat().st_size} bytes, "
-                                                   f"more than the {MAX_NOTEBOOK_BYTES} a page is made from")
+        return FeedbackResult(
+            aid,
+            sid,
+            False,
+            [],
+            f"error: {big[0].name} has {big[0].stat().st_size} bytes, "
+            f"more than the {MAX_NOTEBOOK_BYTES} a page is made from",
+        )
     r = run(course, GenerateFeedback, aid, sid, force=True)
     folder = course.feedback / sid / aid
     pages = sorted(folder.glob("*.html")) if folder.is_dir() else []

@@ -8,6 +8,7 @@ Writes into grading/reports/ (git-ignored):
   anomalies.csv          kernel died, timeouts, missing/duplicated/edited cells, manual grading needed,
                          stderr or a value in a test cell, autograde failures, missing notebooks
 """
+
 from __future__ import annotations
 
 import csv
@@ -33,7 +34,7 @@ def _csv(path: Path, header: list[str], rows: list[list]) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
-    w.writerows([[nbutil.csv_safe(v) for v in row] for row in rows])   # student-chosen ids are text
+    w.writerows([[nbutil.csv_safe(v) for v in row] for row in rows])  # student-chosen ids are text
     nbutil.write_atomic(path, buf.getvalue())
 
 
@@ -53,23 +54,47 @@ def collect_scores(course: Course) -> tuple[list[dict], list[dict]]:
                     sub = gb.find_submission(aid, sid)
                 except MissingEntry:
                     a = gb.find_assignment(aid)
-                    subs.append(dict(assignment=aid, student=sid, score=0.0, max_score=float(a.max_score),
-                                     status="no submission", needs_manual=False))
+                    subs.append(
+                        dict(
+                            assignment=aid,
+                            student=sid,
+                            score=0.0,
+                            max_score=float(a.max_score),
+                            status="no submission",
+                            needs_manual=False,
+                        )
+                    )
                     continue
                 failed = rec is not None and not rec["ok"]
-                status = ("NOT GRADED: " + rec["problem"]) if failed else (
-                    "needs manual grading" if sub.needs_manual_grade else "graded")
-                subs.append(dict(assignment=aid, student=sid,   # not graded: no score, never a silent 0
-                                 score=None if failed else float(sub.score) - float(sub.late_submission_penalty or 0),
-                                 max_score=float(sub.max_score), status=status,
-                                 needs_manual=bool(sub.needs_manual_grade) and not failed))
+                status = (
+                    ("NOT GRADED: " + rec["problem"])
+                    if failed
+                    else ("needs manual grading" if sub.needs_manual_grade else "graded")
+                )
+                subs.append(
+                    dict(
+                        assignment=aid,
+                        student=sid,  # not graded: no score, never a silent 0
+                        score=None if failed else float(sub.score) - float(sub.late_submission_penalty or 0),
+                        max_score=float(sub.max_score),
+                        status=status,
+                        needs_manual=bool(sub.needs_manual_grade) and not failed,
+                    )
+                )
                 for nb in sub.notebooks:
                     for g in nb.grades:
                         graded = g.auto_score is not None or g.manual_score is not None
-                        cells.append(dict(assignment=aid, notebook=nb.name, grade_id=g.name, student=sid,
-                                          score=None if failed else (float(g.score) if graded else None),
-                                          max_score=float(g.max_score),
-                                          needs_manual=bool(g.needs_manual_grade) and not failed))
+                        cells.append(
+                            dict(
+                                assignment=aid,
+                                notebook=nb.name,
+                                grade_id=g.name,
+                                student=sid,
+                                score=None if failed else (float(g.score) if graded else None),
+                                max_score=float(g.max_score),
+                                needs_manual=bool(g.needs_manual_grade) and not failed,
+                            )
+                        )
     return subs, cells
 
 
@@ -81,17 +106,26 @@ def question_stats(cells: list[dict]) -> list[list]:
     for (aid, nb, gid, mx), scores in sorted(by.items()):
         got = [s for s in scores if s is not None]
         n = len(got)
-        rows.append([aid, nb, gid, f"{mx:g}", n,
-                     f"{statistics.fmean(got):.3f}" if got else "",
-                     f"{statistics.median(got):g}" if got else "",
-                     f"{100 * sum(s >= mx for s in got) / n:.1f}" if n else "",
-                     f"{100 * sum(s == 0 for s in got) / n:.1f}" if n else "",
-                     len(scores) - n])
+        rows.append(
+            [
+                aid,
+                nb,
+                gid,
+                f"{mx:g}",
+                n,
+                f"{statistics.fmean(got):.3f}" if got else "",
+                f"{statistics.median(got):g}" if got else "",
+                f"{100 * sum(s >= mx for s in got) / n:.1f}" if n else "",
+                f"{100 * sum(s == 0 for s in got) / n:.1f}" if n else "",
+                len(scores) - n,
+            ]
+        )
     return rows
 
 
 def histogram(subs: list[dict], path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker  # noqa: F401  (integer counts on the y axis)
@@ -123,27 +157,27 @@ def _release_cells(course: Course, aid: str, nb_name: str) -> list[dict]:
 def find_anomalies(course: Course, cells: list[dict] | None = None) -> list[Anomaly]:
     out: list[Anomaly] = []
     records = load_records(course)
-    for key, rec in sorted(records.items()):
+    for _key, rec in sorted(records.items()):
         if not rec["ok"]:
             kind = rec["problem"] if rec["problem"] in ("kernel died", "kernel unresponsive") else "NOT GRADED"
             out.append(Anomaly(rec["assignment"], rec["student"], kind, rec["problem"]))
         elif rec.get("problem"):  # a grader that flags graded submissions (the sandboxed harness does)
             out.append(Anomaly(rec["assignment"], rec["student"], "grader flags", rec["problem"]))
     for aid, sid in course.submissions():
-        release_nbs = {p.name for p in course.release_notebooks(aid)} or {
-            p.name for p in course.source_notebooks(aid)}
+        release_nbs = {p.name for p in course.release_notebooks(aid)} or {p.name for p in course.source_notebooks(aid)}
         folder = course.submitted / sid / aid
         for name in sorted(release_nbs - {p.name for p in folder.glob("*.ipynb")}):
             out.append(Anomaly(aid, sid, "missing notebook", name))
-        for p in sorted(folder.glob("*.ipynb")):   # one bad file is reported, never stops the class
+        for p in sorted(folder.glob("*.ipynb")):  # one bad file is reported, never stops the class
             graded = course.autograded / sid / aid / p.name
             try:
                 out += _submitted_anomalies(course, aid, sid, p)
                 if graded.exists():
                     out += _autograded_anomalies(aid, sid, read_limited(graded))
             except Exception as exc:  # noqa: BLE001 - any malformed content
-                out.append(Anomaly(aid, sid, "unreadable notebook", f"{p.name}: {type(exc).__name__}: "
-                                                                    f"{str(exc)[:200]}"))
+                out.append(
+                    Anomaly(aid, sid, "unreadable notebook", f"{p.name}: {type(exc).__name__}: {str(exc)[:200]}")
+                )
     if cells is None:
         _, cells = collect_scores(course)
     manual = {}
@@ -155,7 +189,7 @@ def find_anomalies(course: Course, cells: list[dict] | None = None) -> list[Anom
     return out
 
 
-MAX_NOTEBOOK_BYTES = 20 * 2**20   # larger notebooks are reported, not inspected (time and memory)
+MAX_NOTEBOOK_BYTES = 20 * 2**20  # larger notebooks are reported, not inspected (time and memory)
 
 
 def read_limited(path: Path) -> dict:
@@ -189,10 +223,14 @@ def _submitted_anomalies(course: Course, aid: str, sid: str, path: Path) -> list
         tests = [g for g in missing if any(nbutil.grade_id(c) == g and nbutil.is_test(c) for c in release)]
         detail = ", ".join(missing) + (f" (test cells restored: {', '.join(tests)})" if tests else "")
         out.append(Anomaly(aid, sid, "missing cells", detail))
-    locked = {nbutil.grade_id(c): nbutil.src(c) for c in release
-              if nbutil.meta(c).get("locked") or nbutil.is_test(c)}
-    edited = sorted({nbutil.grade_id(c) for c in nb.get("cells", [])
-                     if nbutil.grade_id(c) in locked and nbutil.src(c).strip() != locked[nbutil.grade_id(c)].strip()})
+    locked = {nbutil.grade_id(c): nbutil.src(c) for c in release if nbutil.meta(c).get("locked") or nbutil.is_test(c)}
+    edited = sorted(
+        {
+            nbutil.grade_id(c)
+            for c in nb.get("cells", [])
+            if nbutil.grade_id(c) in locked and nbutil.src(c).strip() != locked[nbutil.grade_id(c)].strip()
+        }
+    )
     if edited:
         out.append(Anomaly(aid, sid, "edited locked cells (restored)", ", ".join(edited)))
     return out
@@ -203,7 +241,9 @@ def _autograded_anomalies(aid: str, sid: str, nb: dict) -> list[Anomaly]:
     timeouts, stderr, values = [], [], []
     for k, cell in enumerate(nb.get("cells", [])):
         label = nbutil.grade_id(cell) or f"cell {k}"
-        outs = [o for o in cell.get("outputs", []) if isinstance(o, dict)] if isinstance(cell.get("outputs"), list) else []
+        outs = (
+            [o for o in cell.get("outputs", []) if isinstance(o, dict)] if isinstance(cell.get("outputs"), list) else []
+        )
         if any(o.get("output_type") == "error" and o.get("ename") == "CellTimeoutError" for o in outs):
             timeouts.append(label)
         if nbutil.is_test(cell):
@@ -226,28 +266,57 @@ def export(course: Course) -> dict:
     subs, cells = collect_scores(course)
     rep = course.reports
     rep.mkdir(parents=True, exist_ok=True)
-    _csv(rep / "grades.csv", ["assignment", "student", "score", "max_score", "percent", "status"],
-         [[s["assignment"], s["student"], "" if s["score"] is None else f"{s['score']:g}", f"{s['max_score']:g}",
-           f"{100 * s['score'] / s['max_score']:.1f}" if s["max_score"] and s["score"] is not None else "",
-           s["status"]] for s in subs])
+    _csv(
+        rep / "grades.csv",
+        ["assignment", "student", "score", "max_score", "percent", "status"],
+        [
+            [
+                s["assignment"],
+                s["student"],
+                "" if s["score"] is None else f"{s['score']:g}",
+                f"{s['max_score']:g}",
+                f"{100 * s['score'] / s['max_score']:.1f}" if s["max_score"] and s["score"] is not None else "",
+                s["status"],
+            ]
+            for s in subs
+        ],
+    )
     assignments = sorted({s["assignment"] for s in subs})
     table = {}
     for s in subs:
         table.setdefault(s["student"], {})[s["assignment"]] = s["score"]
+
     def cell(v):
         return "NOT GRADED" if v is None else f"{v:g}"
 
-    _csv(rep / "grades_by_student.csv", ["student"] + assignments + ["total"],
-         [[sid] + [cell(row.get(a, 0)) for a in assignments]
-          + [cell(None if None in row.values() else sum(row.values()))]
-          for sid, row in sorted(table.items())])
+    _csv(
+        rep / "grades_by_student.csv",
+        ["student"] + assignments + ["total"],
+        [
+            [sid]
+            + [cell(row.get(a, 0)) for a in assignments]
+            + [cell(None if None in row.values() else sum(row.values()))]
+            for sid, row in sorted(table.items())
+        ],
+    )
     qrows = question_stats(cells)
-    _csv(rep / "questions.csv", ["assignment", "notebook", "grade_id", "max_points", "n", "mean", "median",
-                                 "full_pct", "zero_pct", "ungraded"], qrows)
+    _csv(
+        rep / "questions.csv",
+        ["assignment", "notebook", "grade_id", "max_points", "n", "mean", "median", "full_pct", "zero_pct", "ungraded"],
+        qrows,
+    )
     histogram(subs, rep / "histogram.png")
     anomalies = find_anomalies(course, cells)
-    _csv(rep / "anomalies.csv", ["assignment", "student", "kind", "detail"],
-         [[a.assignment, a.student, a.kind, a.detail] for a in anomalies])
-    return {"subs": subs, "questions": qrows, "anomalies": anomalies,
-            "paths": [rep / n for n in ("grades.csv", "grades_by_student.csv", "questions.csv",
-                                        "histogram.png", "anomalies.csv")]}
+    _csv(
+        rep / "anomalies.csv",
+        ["assignment", "student", "kind", "detail"],
+        [[a.assignment, a.student, a.kind, a.detail] for a in anomalies],
+    )
+    return {
+        "subs": subs,
+        "questions": qrows,
+        "anomalies": anomalies,
+        "paths": [
+            rep / n for n in ("grades.csv", "grades_by_student.csv", "questions.csv", "histogram.png", "anomalies.csv")
+        ],
+    }

@@ -1,4 +1,5 @@
 """Notebook helpers: atomic writes, nbgrader cell roles, solution and hidden-test regions."""
+
 from __future__ import annotations
 
 import json
@@ -8,12 +9,27 @@ import tempfile
 from pathlib import Path
 
 # cells and markers have one home, below both packages; the workflow reads them through here
-from sandboxgrader.cells import (BEGIN_HIDDEN, BEGIN_SOLUTION, CANONICAL, END_HIDDEN, END_SOLUTION,  # noqa: F401
-                                 grade_id, is_answer, is_test, marker_problems, meta, points, regions, src)
+from sandboxgrader.cells import (  # noqa: F401
+    BEGIN_HIDDEN,
+    BEGIN_SOLUTION,
+    CANONICAL,
+    END_HIDDEN,
+    END_SOLUTION,
+    grade_id,
+    is_answer,
+    is_test,
+    marker_problems,
+    meta,
+    points,
+    regions,
+    src,
+)
 
 # lines so generic that they may appear in a release legitimately (stubs, punctuation, `return x`)
-TRIVIAL = re.compile(r"^(.{0,7}|pass|return \w+|raise NotImplementedError(\(\))?|# YOUR CODE HERE|YOUR ANSWER HERE"
-                     r"|[\[\](){}:,.\s]*|else:|try:|finally:|[\"']{3})$")
+TRIVIAL = re.compile(
+    r"^(.{0,7}|pass|return \w+|raise NotImplementedError(\(\))?|# YOUR CODE HERE|YOUR ANSWER HERE"
+    r"|[\[\](){}:,.\s]*|else:|try:|finally:|[\"']{3})$"
+)
 
 
 def read_nb(path: Path) -> dict:
@@ -77,6 +93,7 @@ def secret_lines(source_nb: dict) -> dict[str, set[str]]:
 def html_text(html: str) -> str:
     """Visible text of an nbconvert HTML page (code is split into pygments spans)."""
     import html as _html
+
     text = re.sub(r"<(script|style)\b.*?</\1>", "", html, flags=re.S | re.I)
     text = re.sub(r"<[^>]+>", "", text)
     return _html.unescape(text)

@@ -18,6 +18,7 @@ Referenced by name from grading/nbgrader_config.py, so the plain `nbgrader` CLI 
 - kernel_arguments(): the grading kernel writes warnings to stdout (nbgrader scores a test cell with
   ANY stderr as 0, so a correct answer that calls `warnings.warn` would lose the points).
 """
+
 from __future__ import annotations
 
 import json
@@ -26,10 +27,10 @@ import re
 
 from nbconvert.exporters import NotebookExporter
 from nbformat.notebooknode import from_dict
-from traitlets import Bool, Integer, Unicode
-
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor
+from traitlets import Bool, Integer, Unicode
+
 from sandboxgrader import inert
 from sandboxgrader.cells import grade_id, meta, without_hidden
 
@@ -49,8 +50,11 @@ KERNEL_SETUP = (
 
 def kernel_arguments() -> list[str]:
     """Extra arguments of the grading kernel (nbclient passes them to ipykernel)."""
-    return ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=ERROR",
-            "--IPKernelApp.exec_lines=exec(" + json.dumps(KERNEL_SETUP) + ", {})"]
+    return [
+        "--HistoryManager.hist_file=:memory:",
+        "--IPKernelApp.log_level=ERROR",
+        "--IPKernelApp.exec_lines=exec(" + json.dumps(KERNEL_SETUP) + ", {})",
+    ]
 
 
 def _drop_nbgrader(cell) -> None:
@@ -123,9 +127,16 @@ class RestoreMissingTests(NbGraderPreprocessor):
                 src = sources[gid]
                 cell = self._matching_plain_cell(nb, without_hidden(src.source))
                 if cell is None:
-                    cell = from_dict({"cell_type": "code", "execution_count": None, "outputs": [],
-                                      "id": ("restored-" + re.sub(r"[^A-Za-z0-9_-]", "-", gid))[:64],
-                                      "metadata": {}, "source": ""})
+                    cell = from_dict(
+                        {
+                            "cell_type": "code",
+                            "execution_count": None,
+                            "outputs": [],
+                            "id": ("restored-" + re.sub(r"[^A-Za-z0-9_-]", "-", gid))[:64],
+                            "metadata": {},
+                            "source": "",
+                        }
+                    )
                     nb.cells.insert(self._position(nb, gid, order), cell)
                     self.log.warning("Missing test cell %s: restored from the gradebook", gid)
                 else:
@@ -133,9 +144,14 @@ class RestoreMissingTests(NbGraderPreprocessor):
                 cell.metadata["deletable"] = False
                 cell.metadata["editable"] = False
                 cell.metadata["nbgrader"] = {
-                    "grade": True, "grade_id": gid, "locked": True, "solution": False,
-                    "points": float(tests[gid].max_score), "schema_version": 3,
-                    "checksum": src.checksum}
+                    "grade": True,
+                    "grade_id": gid,
+                    "locked": True,
+                    "solution": False,
+                    "points": float(tests[gid].max_score),
+                    "schema_version": 3,
+                    "checksum": src.checksum,
+                }
                 cell.source = RESTORED_NOTE + src.source
                 cell.outputs, cell.execution_count = [], None
         return nb, resources
@@ -151,8 +167,12 @@ class RestoreMissingTests(NbGraderPreprocessor):
     @staticmethod
     def _matching_plain_cell(nb, visible: str):
         for cell in nb.cells:
-            if cell.cell_type == "code" and grade_id(cell) is None and cell.source.strip() == visible.strip() \
-                    and visible.strip():
+            if (
+                cell.cell_type == "code"
+                and grade_id(cell) is None
+                and cell.source.strip() == visible.strip()
+                and visible.strip()
+            ):
                 return cell
         return None
 
@@ -166,7 +186,7 @@ class RestoreMissingTests(NbGraderPreprocessor):
             for g in reversed(order[:k]):
                 if g in index:
                     return index[g] + 1
-            for g in order[k + 1:]:
+            for g in order[k + 1 :]:
                 if g in index:
                     return index[g]
         return len(nb.cells)
@@ -198,7 +218,8 @@ UNSANDBOXED = (
     "the student's code unsandboxed, as the server's user, with solutions/ and the gradebook in reach. "
     "Grade with the course's sandboxed grader instead: `make autograde` (or `make autograde "
     "ASSIGNMENT=<id>`) from the repository root; formgrader then shows its results. Only for code "
-    "you trust: --RefuseUnsandboxed.allow=True.")
+    "you trust: --RefuseUnsandboxed.allow=True."
+)
 
 
 class RefuseUnsandboxed(NotebookExporter):

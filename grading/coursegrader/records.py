@@ -4,6 +4,7 @@
 grading/reports/autograde.json and `load_records` reads it back (autograde writes, feedback and
 grades read); `ensure_gradebook` records an assignment in nbgrader's gradebook from its source.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,12 +19,12 @@ from .settings import Course
 class GradeResult:
     assignment: str
     student: str
-    ok: bool                      # nbgrader produced an autograded notebook
-    score: float                  # auto score (manual grades count once a grader has given them)
+    ok: bool  # nbgrader produced an autograded notebook
+    score: float  # auto score (manual grades count once a grader has given them)
     max_score: float
     seconds: float
-    problem: str = ""             # "", "kernel died", "kernel unresponsive", "error: ..."
-    cells: dict = field(default_factory=dict)   # grade_id -> [score or None, max]
+    problem: str = ""  # "", "kernel died", "kernel unresponsive", "error: ..."
+    cells: dict = field(default_factory=dict)  # grade_id -> [score or None, max]
 
     @property
     def key(self) -> str:

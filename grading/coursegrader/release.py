@@ -5,6 +5,7 @@ text; nothing time-dependent is written), so the committed assignments/ can be c
 generation (tests/test_grading_course.py). After generating, every release is checked for solution
 code and hidden-test text; a leak makes the command fail.
 """
+
 from __future__ import annotations
 
 import ast
@@ -82,11 +83,15 @@ def lint(nb: dict) -> list[str]:
                 problems.append(f"cell {k}: grade_id {gid!r} also used by cell {seen[gid]}")
             seen.setdefault(gid, k)
         if nbutil.is_answer(cell) and cell.get("cell_type") == "code" and nbutil.BEGIN_SOLUTION not in text:
-            problems.append(f"cell {k} ({gid}): answer cell without '### BEGIN SOLUTION' (the whole cell "
-                            f"would be replaced by the stub)")
-        for line in nbutil.marker_problems(text):   # nbgrader reads any of them; we write one form
-            problems.append(f"cell {k} ({gid}): marker line {line.strip()!r} is not exactly one of "
-                            f"{', '.join(repr(m) for m in nbutil.CANONICAL)} (alone on its line)")
+            problems.append(
+                f"cell {k} ({gid}): answer cell without '### BEGIN SOLUTION' (the whole cell "
+                f"would be replaced by the stub)"
+            )
+        for line in nbutil.marker_problems(text):  # nbgrader reads any of them; we write one form
+            problems.append(
+                f"cell {k} ({gid}): marker line {line.strip()!r} is not exactly one of "
+                f"{', '.join(repr(m) for m in nbutil.CANONICAL)} (alone on its line)"
+            )
         if nbutil.BEGIN_HIDDEN in text and not nbutil.is_test(cell):
             problems.append(f"cell {k}: hidden tests outside an autograder test cell")
         if nbutil.BEGIN_SOLUTION in text and not nbutil.is_answer(cell):
@@ -94,16 +99,19 @@ def lint(nb: dict) -> list[str]:
         if nbutil.is_test(cell):
             if nbutil.points(cell) <= 0:
                 problems.append(f"cell {k} ({gid}): test cell with no points")
-            body = "\n".join(line for line in text.split("\n")
-                             if nbutil.BEGIN_HIDDEN not in line and nbutil.END_HIDDEN not in line)
+            body = "\n".join(
+                line for line in text.split("\n") if nbutil.BEGIN_HIDDEN not in line and nbutil.END_HIDDEN not in line
+            )
             try:
                 tree = ast.parse(_no_magics(body))
             except SyntaxError as exc:
                 problems.append(f"cell {k} ({gid}): syntax error {exc.msg} line {exc.lineno}")
                 continue
             if tree.body and isinstance(tree.body[-1], ast.Expr) and not _returns_none(tree.body[-1].value):
-                problems.append(f"cell {k} ({gid}): test cell ends with an expression; its value is read "
-                                f"as partial credit by nbgrader (end with a statement)")
+                problems.append(
+                    f"cell {k} ({gid}): test cell ends with an expression; its value is read "
+                    f"as partial credit by nbgrader (end with a statement)"
+                )
     return problems
 
 
@@ -148,8 +156,11 @@ def compare(fresh: Path, committed: Path) -> list[str]:
             if isinstance(a[k], dict):
                 ca, cb = a[k].get("cells", []), b[k].get("cells", [])
                 where = [i for i, (x, y) in enumerate(zip(ca, cb)) if x != y]
-                detail = f"cells {where[:5]}" if where else (
-                    f"{len(ca)} vs {len(cb)} cells" if len(ca) != len(cb) else "notebook metadata")
+                detail = (
+                    f"cells {where[:5]}"
+                    if where
+                    else (f"{len(ca)} vs {len(cb)} cells" if len(ca) != len(cb) else "notebook metadata")
+                )
             else:
                 detail = "bytes"
             diffs.append(f"differs: {k} ({detail})")

@@ -20,6 +20,7 @@ Built-in samples for every assignment: blank (the release as is: 0), solution (f
 copy-pasted answer cell and test cell, i.e. duplicated grade_ids, + another test cell deleted: full,
 the batch is not aborted and the deleted test is restored and run).
 """
+
 from __future__ import annotations
 
 import ast
@@ -46,7 +47,7 @@ class SpecError(ValueError):
 class Sample:
     assignment: str
     name: str
-    notebooks: dict             # notebook file name -> notebook
+    notebooks: dict  # notebook file name -> notebook
     expected: float
     breaks: list = field(default_factory=list)
     note: str = ""
@@ -93,8 +94,7 @@ def mutate(text: str, spec: dict, what: str = "mutation") -> str:
         if not expr:
             raise SpecError(f"{what}: kind {kind} needs `expr`")
         _once(text, expr, what)
-        new = {"wrong_sign": f"-({expr})", "transposed": f"({expr}).T",
-               "wrong_shape": f"({expr})[..., None]"}[kind]
+        new = {"wrong_sign": f"-({expr})", "transposed": f"({expr}).T", "wrong_shape": f"({expr})[..., None]"}[kind]
         return text.replace(expr, new)
     if kind == "missing_term":
         term = spec.get("term")
@@ -111,8 +111,7 @@ def mutate(text: str, spec: dict, what: str = "mutation") -> str:
 
 def answers(source_nb: dict) -> dict[str, str]:
     """grade_id -> the solution's answer (the source cell without its marker lines)."""
-    return {nbutil.grade_id(c): nbutil.drop_markers(nbutil.src(c))
-            for c in source_nb["cells"] if nbutil.is_answer(c)}
+    return {nbutil.grade_id(c): nbutil.drop_markers(nbutil.src(c)) for c in source_nb["cells"] if nbutil.is_answer(c)}
 
 
 def test_points(source_nb: dict) -> dict[str, float]:
@@ -168,12 +167,13 @@ def _dupe(nb: dict) -> tuple[dict, str]:
     return nb, ""
 
 
-def build(assignment: str, source_nbs: dict[str, dict], release_nbs: dict[str, dict],
-          spec: list[dict]) -> list[Sample]:
+def build(assignment: str, source_nbs: dict[str, dict], release_nbs: dict[str, dict], spec: list[dict]) -> list[Sample]:
     """All samples of one assignment. source_nbs / release_nbs: notebook file name -> notebook."""
     if set(source_nbs) != set(release_nbs):
-        raise SpecError(f"{assignment}: release notebooks {sorted(release_nbs)} differ from the source's "
-                        f"{sorted(source_nbs)} (run `make release`)")
+        raise SpecError(
+            f"{assignment}: release notebooks {sorted(release_nbs)} differ from the source's "
+            f"{sorted(source_nbs)} (run `make release`)"
+        )
     filled, pts, where = {}, {}, {}
     for name, snb in source_nbs.items():
         a = answers(snb)
@@ -183,8 +183,10 @@ def build(assignment: str, source_nbs: dict[str, dict], release_nbs: dict[str, d
         pts.update(test_points(snb))
     total = sum(pts.values())
     solution = {n: fill(release_nbs[n], filled[n]) for n in release_nbs}
-    out = [Sample(assignment, "blank", copy.deepcopy(release_nbs), 0.0, list(pts), "the release as is"),
-           Sample(assignment, "solution", solution, total, [], "answers from the source")]
+    out = [
+        Sample(assignment, "blank", copy.deepcopy(release_nbs), 0.0, list(pts), "the release as is"),
+        Sample(assignment, "solution", solution, total, [], "answers from the source"),
+    ]
 
     def warned(n):
         return {g: (add_warnings(t) if _is_code_answer(source_nbs[n], g) else t) for g, t in filled[n].items()}
@@ -193,9 +195,16 @@ def build(assignment: str, source_nbs: dict[str, dict], release_nbs: dict[str, d
     out.append(Sample(assignment, "warns", warns, total, [], "solution + warnings.warn in every answer"))
     first = sorted(solution)[0]
     pasted, deleted = _dupe(solution[first])
-    out.append(Sample(assignment, "dupe", {**solution, first: pasted}, total, [],
-                      f"solution + copy-pasted answer and test cells (duplicated grade_ids) + test cell "
-                      f"{deleted} deleted"))
+    out.append(
+        Sample(
+            assignment,
+            "dupe",
+            {**solution, first: pasted},
+            total,
+            [],
+            f"solution + copy-pasted answer and test cells (duplicated grade_ids) + test cell {deleted} deleted",
+        )
+    )
 
     for s in spec:
         what = f"mutations.toml [{assignment}] {s['name']}"
@@ -210,8 +219,7 @@ def build(assignment: str, source_nbs: dict[str, dict], release_nbs: dict[str, d
         changed[cell] = mutate(changed[cell], s, what)
         nbs = {**solution, name: fill(release_nbs[name], changed)}
         expected = total - sum(pts[g] for g in set(s["breaks"]))
-        out.append(Sample(assignment, s["name"], nbs, expected, sorted(set(s["breaks"])),
-                          s.get("note", s["kind"])))
+        out.append(Sample(assignment, s["name"], nbs, expected, sorted(set(s["breaks"])), s.get("note", s["kind"])))
     return out
 
 
@@ -219,8 +227,9 @@ def _is_code_answer(nb: dict, gid: str) -> bool:
     return any(nbutil.grade_id(c) == gid and c.get("cell_type") == "code" for c in nb["cells"])
 
 
-def build_course(course: Course, release_dir: Path | None = None, spec_file: Path | None = None,
-                 assignments: list[str] | None = None) -> list[Sample]:
+def build_course(
+    course: Course, release_dir: Path | None = None, spec_file: Path | None = None, assignments: list[str] | None = None
+) -> list[Sample]:
     release_dir = Path(release_dir or course.release)
     spec_path = Path(spec_file or course.grading / "mutations.toml")
     spec = load_spec(spec_path)

@@ -5,6 +5,7 @@ submission from ``grading/submitted/<student>/<assignment>/``; the graded notebo
 ``grading/autograded/<student>/<assignment>/`` (what formgrader and feedback read), the scores
 into the gradebook (``nbgrader export``, formgrader and ``make grades`` keep working).
 """
+
 from __future__ import annotations
 
 import os
@@ -44,6 +45,7 @@ def jobs_for(course, pairs) -> tuple[list[Job], list]:
 def record_in_gradebook(course, out: dict) -> None:
     """Write one result's scores into the gradebook (the submission is created or updated)."""
     from nbgrader.api import MissingEntry
+
     aid, sid, nb_name = out["assignment"], out["student"], out["notebook"]
     ts_file = course.submitted / sid / aid / "timestamp.txt"
     timestamp = ts_file.read_text().strip() if ts_file.exists() else None
@@ -60,7 +62,7 @@ def record_in_gradebook(course, out: dict) -> None:
             grade = gb.find_grade(v["grade_id"], nb_name, aid, sid)
             grade.auto_score = float(v["score"])
             grade.needs_manual_grade = grade.manual_score is not None
-        for m in out.get("manual", []):   # as nbgrader: an untouched written answer is 0, else a grader's
+        for m in out.get("manual", []):  # as nbgrader: an untouched written answer is 0, else a grader's
             grade = gb.find_grade(m["grade_id"], nb_name, aid, sid)
             grade.auto_score = 0.0 if m["unchanged"] else None
             grade.needs_manual_grade = grade.manual_score is not None or not m["unchanged"]
@@ -76,6 +78,7 @@ def record_not_graded(course, out: dict) -> None:
     cell "needs manual grading", so formgrader and ``nbgrader export`` show it as ungraded.
     """
     from nbgrader.api import MissingEntry
+
     aid, sid, nb_name = out["assignment"], out["student"], out["notebook"]
     with course.gradebook() as gb:
         try:
@@ -100,19 +103,22 @@ def sandbox_options(course, cell_timeout: float, call_timeout: float, unsafe: bo
     from dataclasses import fields
 
     from sandboxgrader.kernel import Limits
+
     cfg = course.config.Sandbox if "Sandbox" in course.config else {}
     names = {f.name for f in fields(Limits)}
     unknown = sorted(set(cfg) - names - {"submission_budget", "job_timeout"})
     if unknown:
-        raise ValueError(f"unknown c.Sandbox setting(s) in nbgrader_config.py: {', '.join(unknown)} "
-                         f"(known: submission_budget, job_timeout, {', '.join(sorted(names))})")
+        raise ValueError(
+            f"unknown c.Sandbox setting(s) in nbgrader_config.py: {', '.join(unknown)} "
+            f"(known: submission_budget, job_timeout, {', '.join(sorted(names))})"
+        )
     opts = Options(cell_timeout, call_timeout, unsafe, code_stub=code_stub(course.config))
     if "submission_budget" in cfg:
         opts.budget = float(cfg["submission_budget"]) if cfg["submission_budget"] else None
     if "job_timeout" in cfg:
         opts.job_timeout = float(cfg["job_timeout"]) if cfg["job_timeout"] else None
     opts.limits = {k: cfg[k] for k in names if k in cfg}
-    Limits(**opts.limits)   # fails here, not in a worker
+    Limits(**opts.limits)  # fails here, not in a worker
     return opts
 
 
@@ -134,8 +140,16 @@ def write_autograded(course, out: dict) -> Path | None:
     return path
 
 
-def grade_submissions(course, pairs, *, jobs: int | None = None, unsafe: bool = False, progress: bool = True,
-                      cell_timeout: float | None = None, call_timeout: float | None = None):
+def grade_submissions(
+    course,
+    pairs,
+    *,
+    jobs: int | None = None,
+    unsafe: bool = False,
+    progress: bool = True,
+    cell_timeout: float | None = None,
+    call_timeout: float | None = None,
+):
     """Grade (assignment, student) pairs; return coursegrader GradeResults (with flags).
 
     Timeouts default to nbgrader's own setting (``c.Execute.timeout`` of the course config), per
@@ -146,7 +160,7 @@ def grade_submissions(course, pairs, *, jobs: int | None = None, unsafe: bool = 
     from .records import ensure_gradebook
     from .settings import ensure_venv_on_path
 
-    ensure_venv_on_path()   # nbgrader migrates the gradebook with `alembic`, found on PATH only
+    ensure_venv_on_path()  # nbgrader migrates the gradebook with `alembic`, found on PATH only
 
     if not unsafe:
         check_tools()
@@ -163,8 +177,9 @@ def grade_submissions(course, pairs, *, jobs: int | None = None, unsafe: bool = 
     n_workers = jobs or os.cpu_count() or 1
     options = sandbox_options(course, cell_timeout, call_timeout, unsafe)
     per_pair: dict = {}
-    bar = tqdm(total=len(job_list), desc="autograde", unit="nb", file=sys.stderr, disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=len(job_list), desc="autograde", unit="nb", file=sys.stderr, disable=not progress, dynamic_ncols=True
+    )
     anomalies = 0
     t0 = time.monotonic()
 
@@ -186,8 +201,9 @@ def grade_submissions(course, pairs, *, jobs: int | None = None, unsafe: bool = 
                     record_not_graded(course, out)
             except Exception as exc:  # noqa: BLE001 - one submission's records must not stop the batch
                 graded = False
-                out["flags"] = out["flags"] + [f"grader error: cannot record the result ({type(exc).__name__}: "
-                                               f"{str(exc)[:200]})"]
+                out["flags"] = out["flags"] + [
+                    f"grader error: cannot record the result ({type(exc).__name__}: {str(exc)[:200]})"
+                ]
             agg["score"] += out["score"]
             agg["max"] += out["max_score"]
             agg["seconds"] += out["seconds"]
@@ -200,7 +216,7 @@ def grade_submissions(course, pairs, *, jobs: int | None = None, unsafe: bool = 
             anomalies += bool(out["flags"])
             bar.update(1)
             bar.set_postfix_str(f"anomalies {anomalies}")
-    except BaseException as exc:   # interrupted (Ctrl-C, a crash): what was not graded says so
+    except BaseException as exc:  # interrupted (Ctrl-C, a crash): what was not graded says so
         for job in job_list:
             if ((job.assignment, job.student), job.notebook) not in done:
                 agg = per_pair.setdefault((job.assignment, job.student), blank())
@@ -213,8 +229,11 @@ def grade_submissions(course, pairs, *, jobs: int | None = None, unsafe: bool = 
     results = _finish(course, pairs, per_pair, missing, unknown)
     if progress:
         wall = time.monotonic() - t0
-        print(f"graded {len(job_list)} notebooks in {wall:.1f} s with {n_workers} workers "
-              f"({60 * len(job_list) / max(wall, 1e-9):.0f} per minute)", file=sys.stderr)
+        print(
+            f"graded {len(job_list)} notebooks in {wall:.1f} s with {n_workers} workers "
+            f"({60 * len(job_list) / max(wall, 1e-9):.0f} per minute)",
+            file=sys.stderr,
+        )
     return results
 
 
@@ -224,15 +243,30 @@ def _finish(course, pairs, per_pair, missing, unknown):
 
     results = []
     for aid, sid, nb in missing:
-        per_pair.setdefault((aid, sid), {"score": 0.0, "max": 0.0, "cells": {}, "flags": [], "seconds": 0.0,
-                                         "ok": False})["flags"].append(f"notebook {nb}.ipynb not submitted")
+        per_pair.setdefault(
+            (aid, sid), {"score": 0.0, "max": 0.0, "cells": {}, "flags": [], "seconds": 0.0, "ok": False}
+        )["flags"].append(f"notebook {nb}.ipynb not submitted")
     for aid, sid in pairs:
         if aid in unknown:
-            per_pair[(aid, sid)] = {"score": 0.0, "max": 0.0, "cells": {}, "flags": [unknown[aid]], "seconds": 0.0,
-                                    "ok": False}
+            per_pair[(aid, sid)] = {
+                "score": 0.0,
+                "max": 0.0,
+                "cells": {},
+                "flags": [unknown[aid]],
+                "seconds": 0.0,
+                "ok": False,
+            }
     for (aid, sid), agg in sorted(per_pair.items()):
-        r = GradeResult(aid, sid, agg["ok"], agg["score"] if agg["ok"] else 0.0, agg["max"],
-                        round(agg["seconds"], 2), "; ".join(agg["flags"])[:2000], agg["cells"])
+        r = GradeResult(
+            aid,
+            sid,
+            agg["ok"],
+            agg["score"] if agg["ok"] else 0.0,
+            agg["max"],
+            round(agg["seconds"], 2),
+            "; ".join(agg["flags"])[:2000],
+            agg["cells"],
+        )
         results.append(r)
     record(course, results)
     return results

@@ -4,6 +4,7 @@ The real course uses the config as it is. Tests build a `Course` on a temporary 
 config (same preprocessors, stubs, kernel arguments), only the root, the gradebook and the release
 folder moved, so what CI grades is graded exactly as `make autograde` grades.
 """
+
 from __future__ import annotations
 
 import copy
@@ -33,11 +34,11 @@ class Course:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("coursegrader"))
 
     @classmethod
-    def default(cls) -> "Course":
+    def default(cls) -> Course:
         return cls(load_config())
 
     @classmethod
-    def at(cls, root: Path, release: str | None = None, timeout: int | None = None) -> "Course":
+    def at(cls, root: Path, release: str | None = None, timeout: int | None = None) -> Course:
         """The course config on another root (own gradebook under <root>/grading/)."""
         cfg = copy.deepcopy(load_config())
         root = Path(root).resolve()
@@ -97,8 +98,11 @@ class Course:
         """Assignment ids: the folders of the source directory that hold a notebook."""
         if not self.source.is_dir():
             return []
-        return sorted(p.name for p in self.source.iterdir()
-                      if p.is_dir() and not p.name.startswith(".") and any(p.glob("*.ipynb")))
+        return sorted(
+            p.name
+            for p in self.source.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and any(p.glob("*.ipynb"))
+        )
 
     def source_notebooks(self, assignment: str) -> list[Path]:
         return sorted((self.source / assignment).glob("*.ipynb"))
@@ -115,18 +119,23 @@ class Course:
             if not student.is_dir() or student.name.startswith("."):
                 continue
             for folder in sorted(student.iterdir()):
-                if folder.is_dir() and (assignment is None or folder.name == assignment) \
-                        and any(folder.glob("*.ipynb")):
+                if (
+                    folder.is_dir()
+                    and (assignment is None or folder.name == assignment)
+                    and any(folder.glob("*.ipynb"))
+                ):
                     out.append((folder.name, student.name))
         return sorted(out)
 
     # --- nbgrader objects --------------------------------------------------------------------
     def coursedir(self, parent: LoggingConfigurable | None = None):
         from nbgrader.coursedir import CourseDirectory
+
         return CourseDirectory(config=self.config, parent=parent)
 
     def gradebook(self):
         from nbgrader.api import Gradebook
+
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         return Gradebook(self.db_url)
 
@@ -134,6 +143,7 @@ class Course:
 def ensure_venv_on_path() -> None:
     """nbgrader migrates its gradebook with the `alembic` executable, found on PATH only."""
     import sys
+
     bindir = os.path.dirname(sys.executable)
     parts = os.environ.get("PATH", "").split(os.pathsep)
     if bindir not in parts:

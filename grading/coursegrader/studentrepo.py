@@ -13,6 +13,7 @@ that work, and `make test` runs the suites the public tree has.
 DEST must be empty, new, or a clone of the public repository (it has `.git`): then everything but
 `.git` is replaced, so deleted files disappear from the public repo too.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,12 +25,41 @@ from pathlib import Path
 from . import nbutil
 from .settings import Course
 
-PUBLIC = ["README.md", "LICENSE", "LICENSE.md", "LICENSE.txt", "CITATION.cff", ".gitignore",
-          "requirements.txt", "environment.yml", "Makefile", "pyproject.toml", "course.toml", "apt.txt", "postBuild",
-          "runtime.txt", "binder", "lectures", "assignments", "utils", "coursetests", "scripts"]
+PUBLIC = [
+    "README.md",
+    "LICENSE",
+    "LICENSE.md",
+    "LICENSE.txt",
+    "CITATION.cff",
+    ".gitignore",
+    "requirements.txt",
+    "environment.yml",
+    "Makefile",
+    "pyproject.toml",
+    "course.toml",
+    "apt.txt",
+    "postBuild",
+    "runtime.txt",
+    "binder",
+    "lectures",
+    "assignments",
+    "utils",
+    "coursetests",
+    "scripts",
+]
 REQUIRED = ["assignments", "utils", "coursetests", "Makefile", "requirements.txt", "environment.yml"]
-SKIP_NAMES = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache", ".hypothesis", "build", "dist",
-              ".DS_Store", ".git", ".venv", "node_modules"}
+SKIP_NAMES = {
+    "__pycache__",
+    ".ipynb_checkpoints",
+    ".pytest_cache",
+    ".hypothesis",
+    "build",
+    "dist",
+    ".DS_Store",
+    ".git",
+    ".venv",
+    "node_modules",
+}
 SKIP_SUFFIXES = (".pyc", ".egg-info", ".tmp", ".db", ".sqlite")
 PRIVATE = ("solutions", "grading", "tests")  # never public, even if listed by mistake
 
@@ -149,7 +179,7 @@ def scan(course: Course, tree: Path) -> list[str]:
         except (UnicodeDecodeError, OSError):
             continue
         tooling = p.suffix == ".py" and parts[0] in ("scripts", "utils")  # may name the markers
-        for marker in (nbutil.BEGIN_SOLUTION, nbutil.BEGIN_HIDDEN):   # any number of #, as nbgrader
+        for marker in (nbutil.BEGIN_SOLUTION, nbutil.BEGIN_HIDDEN):  # any number of #, as nbgrader
             if marker in text and not tooling:
                 problems.append(f"{rel}: contains '{marker}'")
         if parts[0] == "assignments" and len(parts) >= 3 and p.suffix == ".ipynb":

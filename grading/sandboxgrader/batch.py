@@ -5,6 +5,7 @@ kernel before grading, so the next student's kernel boots while this one is grad
 timeout or dead kernel affects only that submission. Results stream back to the parent, which
 alone writes files and the gradebook.
 """
+
 from __future__ import annotations
 
 import base64
@@ -26,10 +27,10 @@ from .cells import STUB
 class Job:
     student: str
     assignment: str
-    notebook: str                 # notebook name without .ipynb
-    source_path: str              # solutions/<aid>/<nb>.ipynb (trusted, with hidden tests)
+    notebook: str  # notebook name without .ipynb
+    source_path: str  # solutions/<aid>/<nb>.ipynb (trusted, with hidden tests)
     submission_path: str
-    files: dict = field(default_factory=dict)   # extra assignment files for the kernel's home
+    files: dict = field(default_factory=dict)  # extra assignment files for the kernel's home
 
 
 @dataclass
@@ -37,20 +38,22 @@ class Options:
     cell_timeout: float = 30.0
     call_timeout: float = 30.0
     unsafe: bool = False
-    budget: float | None = 600.0        # seconds of student code per submission (runner.grade)
+    budget: float | None = 600.0  # seconds of student code per submission (runner.grade)
     job_timeout: float | None = 1800.0  # wall-clock deadline of one job: the worker is killed beyond
-    limits: dict = field(default_factory=dict)   # kernel.Limits fields that differ from the defaults
-    code_stub: str = STUB   # replaces a missing answer's solution (c.ClearSolutions.code_stub)
+    limits: dict = field(default_factory=dict)  # kernel.Limits fields that differ from the defaults
+    code_stub: str = STUB  # replaces a missing answer's solution (c.ClearSolutions.code_stub)
 
 
 def _failure(job: Job, message: str, seconds: float = 0.0) -> dict:
     from .runner import Result
+
     return Result.failed(job.student, job.assignment, job.notebook, message, seconds).to_dict()
 
 
 def _session(slot: int, options: Options, hidden: tuple = ()):
     from .kernel import Limits
     from .session import Session
+
     return Session(slot, limits=Limits(**options.limits), unsafe=options.unsafe, hidden_modules=hidden)
 
 
@@ -72,16 +75,23 @@ def read_submission(path: str):
             s = c.get("source", "")
             s = "".join(x for x in s if isinstance(x, str)) if isinstance(s, list) else s if isinstance(s, str) else ""
             meta = c.get("metadata") if isinstance(c.get("metadata"), dict) else {}
-            make = {"code": nbformat.v4.new_code_cell, "markdown": nbformat.v4.new_markdown_cell,
-                    "raw": nbformat.v4.new_raw_cell}[c["cell_type"]]
+            make = {
+                "code": nbformat.v4.new_code_cell,
+                "markdown": nbformat.v4.new_markdown_cell,
+                "raw": nbformat.v4.new_raw_cell,
+            }[c["cell_type"]]
             cells.append(make(s, metadata=nbformat.from_dict(meta)))
         if not cells:
             raise ValueError("no cells")
-        return (nbformat.v4.new_notebook(cells=cells),
-                f"malformed notebook ({type(first).__name__}) repaired cell by cell ({dropped} cell(s) dropped)")
+        return (
+            nbformat.v4.new_notebook(cells=cells),
+            f"malformed notebook ({type(first).__name__}) repaired cell by cell ({dropped} cell(s) dropped)",
+        )
     except Exception as exc:  # noqa: BLE001 - not a notebook at all: graded as empty, flagged
-        return (nbformat.v4.new_notebook(),
-                f"submission is not a readable notebook ({type(exc).__name__}): graded as blank")
+        return (
+            nbformat.v4.new_notebook(),
+            f"submission is not a readable notebook ({type(exc).__name__}): graded as blank",
+        )
 
 
 def _grade_one(job: Job, options: Options, state: dict) -> dict:
@@ -93,7 +103,7 @@ def _grade_one(job: Job, options: Options, state: dict) -> dict:
     try:
         source = nbformat.read(job.source_path, as_version=4)
         hidden = hidden_modules(source)
-        if hidden != session.hidden_modules:   # the pre-launched kernel was built for other rules
+        if hidden != session.hidden_modules:  # the pre-launched kernel was built for other rules
             session.shutdown()
             session = _session(session.slot, options, hidden).launch()
         state["hidden"] = hidden
@@ -103,9 +113,18 @@ def _grade_one(job: Job, options: Options, state: dict) -> dict:
         state["turn"] = 1 - state["turn"]
         state["pending"] = _session(state["slots"][state["turn"]], options, hidden).launch()  # boots now
         submission, bad = read_submission(job.submission_path)
-        res = grade(session, source, submission, student=job.student, assignment=job.assignment,
-                    notebook=job.notebook, cell_timeout=options.cell_timeout, call_timeout=options.call_timeout,
-                    budget=options.budget, stub=options.code_stub)
+        res = grade(
+            session,
+            source,
+            submission,
+            student=job.student,
+            assignment=job.assignment,
+            notebook=job.notebook,
+            cell_timeout=options.cell_timeout,
+            call_timeout=options.call_timeout,
+            budget=options.budget,
+            stub=options.code_stub,
+        )
         if bad:
             res.flags.insert(0, bad)
         out = res.to_dict()
@@ -129,7 +148,7 @@ def hidden_modules(source_nb) -> tuple:
 def worker_main(index: int, options: Options) -> None:
     """A worker process: jobs arrive as JSON lines on stdin, results leave as JSON lines on stdout."""
     proto = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)   # anything else printed goes to stderr, never into the protocol
+    os.dup2(2, 1)  # anything else printed goes to stderr, never into the protocol
     slots = (2 * index, 2 * index + 1)
     state = {"slots": slots, "turn": 0, "pending": _session(slots[0], options).launch()}
     for line in sys.stdin:
@@ -143,10 +162,16 @@ def worker_main(index: int, options: Options) -> None:
 
 def _spawn(index: int, options: Options) -> subprocess.Popen:
     env = dict(os.environ)
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # grading/
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # grading/
     env["PYTHONPATH"] = here + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.Popen([sys.executable, "-m", "sandboxgrader.batch", str(index), json.dumps(asdict(options))],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, bufsize=1)
+    return subprocess.Popen(
+        [sys.executable, "-m", "sandboxgrader.batch", str(index), json.dumps(asdict(options))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        bufsize=1,
+    )
 
 
 def _send(proc: subprocess.Popen, job: Job) -> None:
@@ -167,7 +192,7 @@ def grade_many(jobs: list[Job], n_workers: int, options: Options | None = None):
     n_workers = max(1, min(n_workers, len(jobs)))
     todo = list(reversed(jobs))
     sel = selectors.DefaultSelector()
-    current: dict = {}     # worker index -> (job, started at)
+    current: dict = {}  # worker index -> (job, started at)
     procs = []
 
     def start_worker(i):
@@ -196,8 +221,11 @@ def grade_many(jobs: list[Job], n_workers: int, options: Options | None = None):
                     proc.kill()
                     proc.wait()
                     ready = [(k, e) for k, e in ready if k.data[0] != i]
-                    yield _failure(job, f"the job ran past its deadline of {options.job_timeout:g} s: "
-                                        "the worker was killed", time.monotonic() - started)
+                    yield _failure(
+                        job,
+                        f"the job ran past its deadline of {options.job_timeout:g} s: the worker was killed",
+                        time.monotonic() - started,
+                    )
                     if todo:
                         start_worker(i)
             for key, _ in ready:
@@ -206,12 +234,11 @@ def grade_many(jobs: list[Job], n_workers: int, options: Options | None = None):
                 if not line:
                     sel.unregister(proc.stdout)
                     proc.wait()
-                    if i not in current:   # finished its last job and exited
+                    if i not in current:  # finished its last job and exited
                         continue
                     # the worker died: its job fails, a new worker takes over
                     job, started = current.pop(i)
-                    yield _failure(job, f"the grading worker died (exit {proc.returncode})",
-                                   time.monotonic() - started)
+                    yield _failure(job, f"the grading worker died (exit {proc.returncode})", time.monotonic() - started)
                     if todo:
                         start_worker(i)
                     continue

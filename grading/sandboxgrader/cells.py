@@ -12,16 +12,17 @@ canonical spelling (`CANONICAL`) in `solutions/`, so the tolerant rule never has
 The delimiters and the stub are nbgrader's own settings (`ClearSolutions`, `ClearHiddenTests`):
 their defaults here, the course's ``c.ClearSolutions.code_stub`` through `code_stub(config)`.
 """
+
 from __future__ import annotations
 
 import re
 
 from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
 
-BEGIN_SOLUTION = ClearSolutions.begin_solution_delimeter.default_value   # "BEGIN SOLUTION"
-END_SOLUTION = ClearSolutions.end_solution_delimeter.default_value       # "END SOLUTION"
-BEGIN_HIDDEN = ClearHiddenTests.begin_test_delimeter.default_value       # "BEGIN HIDDEN TESTS"
-END_HIDDEN = ClearHiddenTests.end_test_delimeter.default_value           # "END HIDDEN TESTS"
+BEGIN_SOLUTION = ClearSolutions.begin_solution_delimeter.default_value  # "BEGIN SOLUTION"
+END_SOLUTION = ClearSolutions.end_solution_delimeter.default_value  # "END SOLUTION"
+BEGIN_HIDDEN = ClearHiddenTests.begin_test_delimeter.default_value  # "BEGIN HIDDEN TESTS"
+END_HIDDEN = ClearHiddenTests.end_test_delimeter.default_value  # "END HIDDEN TESTS"
 DELIMITERS = (BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN)
 # the one spelling of a marker line in solutions/ (release.lint): three hashes, nothing else on the line
 CANONICAL = tuple(f"### {d}" for d in DELIMITERS)
@@ -56,8 +57,7 @@ def is_answer(cell) -> bool:
 def is_test(cell) -> bool:
     """An autograder test cell: a graded code cell that is not an answer cell."""
     m = meta(cell)
-    return isinstance(cell, dict) and cell.get("cell_type") == "code" and bool(m.get("grade")) \
-        and not m.get("solution")
+    return isinstance(cell, dict) and cell.get("cell_type") == "code" and bool(m.get("grade")) and not m.get("solution")
 
 
 def points(cell) -> float:
@@ -74,17 +74,16 @@ def code_stub(config=None, language: str = "python") -> str:
     stubs = dict(ClearSolutions.code_stub.default())
     if config is not None and "ClearSolutions" in config and "code_stub" in config.ClearSolutions:
         given = config.ClearSolutions.code_stub
-        stubs.update(given if isinstance(given, dict) else {"python": given})   # (nbgrader's old form)
+        stubs.update(given if isinstance(given, dict) else {"python": given})  # (nbgrader's old form)
     return stubs[language]
 
 
-STUB = code_stub()   # nbgrader's default python stub: "# YOUR CODE HERE\nraise NotImplementedError()"
+STUB = code_stub()  # nbgrader's default python stub: "# YOUR CODE HERE\nraise NotImplementedError()"
 
 
 def marker_problems(text: str) -> list[str]:
     """Marker lines not spelled exactly as `CANONICAL` (nbgrader would still read them as markers)."""
-    return [line for line in text.split("\n")
-            if any(d in line for d in DELIMITERS) and line.strip() not in CANONICAL]
+    return [line for line in text.split("\n") if any(d in line for d in DELIMITERS) and line.strip() not in CANONICAL]
 
 
 def regions(text: str, begin: str, end: str) -> tuple[list[str], list[str]]:
@@ -113,9 +112,9 @@ def hidden_tail(source: str) -> str | None:
         return None
     ends = [i for i, line in enumerate(lines) if END_HIDDEN in line and i > starts[0]]
     stop = ends[0] if ends else len(lines)
-    if any(line.strip() for line in lines[stop + 1:]):
+    if any(line.strip() for line in lines[stop + 1 :]):
         return None
-    return "\n".join(lines[starts[0] + 1:stop]) + "\n"
+    return "\n".join(lines[starts[0] + 1 : stop]) + "\n"
 
 
 def replace_solutions(source: str, stub: str) -> str:

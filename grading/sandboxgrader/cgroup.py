@@ -12,6 +12,7 @@ it may delegate, else under the root) and v1 (a directory per controller, under 
 group of each hierarchy). Where neither can be written, :meth:`KernelCgroup.create` returns None
 and the per-process limits and the uid's process limit remain.
 """
+
 from __future__ import annotations
 
 import os
@@ -97,7 +98,7 @@ class KernelCgroup:
 
     # -- creation --------------------------------------------------------------------------
     @classmethod
-    def create(cls, name: str, limits) -> "KernelCgroup | None":
+    def create(cls, name: str, limits) -> KernelCgroup | None:
         if os.geteuid() != 0:
             return None
         mounts, own = _mounts(), _own_paths()
@@ -113,11 +114,11 @@ class KernelCgroup:
         dirs = {}
         for ctrl, mount in v1.items():
             d = os.path.join(mount, own.get(ctrl, "/").lstrip("/"), GROUP, name)
-            if d in dirs.values():   # cpu,cpuacct co-mounted
+            if d in dirs.values():  # cpu,cpuacct co-mounted
                 dirs[ctrl] = d
                 continue
             try:
-                _remove_dir(d)   # a stale one of a crashed grader (empty by now, or busy and kept)
+                _remove_dir(d)  # a stale one of a crashed grader (empty by now, or busy and kept)
                 os.makedirs(d, exist_ok=True)
             except OSError:
                 for made in set(dirs.values()):
@@ -127,7 +128,7 @@ class KernelCgroup:
         cg = cls(1, dirs)
         m = dirs["memory"]
         ok = _write(f"{m}/memory.limit_in_bytes", limits.memory)
-        _write(f"{m}/memory.memsw.limit_in_bytes", limits.memory)   # swap too, where accounted
+        _write(f"{m}/memory.memsw.limit_in_bytes", limits.memory)  # swap too, where accounted
         ok &= _write(f"{dirs['pids']}/pids.max", limits.processes)
         c = dirs["cpu"]
         _write(f"{c}/cpu.shares", 1024)
@@ -146,7 +147,7 @@ class KernelCgroup:
         for parent in (os.path.join(mount, own.lstrip("/")), mount):
             base = os.path.join(parent, GROUP)
             avail = set(_read(f"{parent}/cgroup.controllers").split())
-            if not want <= avail:   # (checked first: no stray group left where we may not delegate)
+            if not want <= avail:  # (checked first: no stray group left where we may not delegate)
                 continue
             try:
                 os.makedirs(base, exist_ok=True)

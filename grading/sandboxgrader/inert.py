@@ -16,14 +16,18 @@ and every other MIME type is replaced by a plain-text note naming what was remov
 metadata are dropped (they steer renderers). Markdown a student wrote is escaped: no raw HTML, no
 ``javascript:`` links, no images that would fetch a URL.
 """
+
 from __future__ import annotations
 
 import base64
 import binascii
 import re
 
-IMAGE_MAGIC = {"image/png": (b"\x89PNG\r\n\x1a\n",), "image/jpeg": (b"\xff\xd8\xff",),
-               "image/gif": (b"GIF87a", b"GIF89a")}
+IMAGE_MAGIC = {
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+}
 MAX_TEXT = 200_000
 _SCHEME = re.compile(r"(?i)\b(javascript|vbscript|data|file)(\s*):")
 
@@ -53,11 +57,18 @@ def output(out: dict) -> dict:
         return {"output_type": "stream", "name": name, "text": _text(out.get("text"))}
     if kind == "error":
         tb = out.get("traceback") or []
-        return {"output_type": "error", "ename": _text(out.get("ename"))[:1000], "evalue": _text(out.get("evalue")),
-                "traceback": [_text(line) for line in tb[:200]] if isinstance(tb, list) else []}
+        return {
+            "output_type": "error",
+            "ename": _text(out.get("ename"))[:1000],
+            "evalue": _text(out.get("evalue")),
+            "traceback": [_text(line) for line in tb[:200]] if isinstance(tb, list) else [],
+        }
     if kind not in ("display_data", "execute_result"):
-        return {"output_type": "stream", "name": "stdout",
-                "text": f"[the grader removed an output of unknown type {_text(kind)[:40]!r}]\n"}
+        return {
+            "output_type": "stream",
+            "name": "stdout",
+            "text": f"[the grader removed an output of unknown type {_text(kind)[:40]!r}]\n",
+        }
     data = out.get("data") if isinstance(out.get("data"), dict) else {}
     kept, removed = {}, []
     for mime, value in data.items():
@@ -85,8 +96,8 @@ def markdown(text: str) -> str:
     """Markdown a student wrote, shown as text: no raw HTML, no script links, no fetched images."""
     text = _text(text)
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = text.replace("![", "&#33;[")          # an image would fetch its URL when the page opens
-    return _SCHEME.sub(lambda m: f"{m.group(1)} {m.group(2)}:", text)   # a space breaks the link target
+    text = text.replace("![", "&#33;[")  # an image would fetch its URL when the page opens
+    return _SCHEME.sub(lambda m: f"{m.group(1)} {m.group(2)}:", text)  # a space breaks the link target
 
 
 def cell(c: dict, *, student_markdown: bool = False) -> dict:

@@ -10,6 +10,7 @@ allow-list: system directories, the Python installation and the course package r
 size-capped tmpfs home — ``solutions/``, the gradebook and other students' files simply do not
 exist in there, and nothing the kernel writes reaches host disk.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -30,8 +31,10 @@ from jupyter_client.kernelspec import KernelSpec
 from . import seccomp
 from .cgroup import KernelCgroup
 
-BLOCKED = ("{name} is not available in this assignment's grading kernel: the task asks for it to be done "
-           "by hand (see the assignment's rules)")
+BLOCKED = (
+    "{name} is not available in this assignment's grading kernel: the task asks for it to be done "
+    "by hand (see the assignment's rules)"
+)
 # A uid range nothing else uses: above normal users (<= 60000), systemd's DynamicUser range
 # (61184-65519), nobody (65534), shadow's default subordinate ranges (100000-600100000) and
 # systemd-nspawn's container ranges (524288-1879048191); below systemd's "foreign" range
@@ -77,7 +80,7 @@ def acquire_uid():
     """
     os.makedirs(LOCKS, mode=0o700, exist_ok=True)
     taken = _taken_uids()
-    start = (os.getpid() * 7919 + int(time.monotonic() * 1000)) % UID_COUNT   # spread reuse out
+    start = (os.getpid() * 7919 + int(time.monotonic() * 1000)) % UID_COUNT  # spread reuse out
     for k in range(UID_COUNT):
         uid = UID_BASE + (start + k) % UID_COUNT
         if uid in taken:
@@ -88,7 +91,7 @@ def acquire_uid():
         except OSError:
             fh.close()
             continue
-        if _uid_processes(uid, zombies=True):   # not ours to touch (or not yet gone): next one
+        if _uid_processes(uid, zombies=True):  # not ours to touch (or not yet gone): next one
             fh.close()
             continue
         return uid, fh
@@ -103,19 +106,19 @@ class SandboxUnavailable(RuntimeError):
 class Limits:
     """Resource limits of one student kernel (configurable: ``c.Sandbox.<name>`` in nbgrader_config.py)."""
 
-    address_space: int = 3 * 2**30     # bytes per process (RLIMIT_AS): MemoryError beyond
-    cpu_seconds: int = 300             # RLIMIT_CPU per process; also the whole kernel tree's CPU budget
-    processes: int = 64                # processes + threads of the kernel's uid (RLIMIT_NPROC) and tree
-    open_files: int = 256              # open file descriptors per process (RLIMIT_NOFILE)
-    file_size: int = 64 * 2**20        # largest file the kernel may write
-    tmp_size: int = 64 * 2**20         # /tmp and /dev/shm: size-capped tmpfs each
-    home_size: int = 256 * 2**20       # the kernel's home: a size-capped tmpfs (no host disk)
-    memory: int = 4 * 2**30            # the whole kernel tree, tmpfs included (a cgroup per kernel)
-    cpus: float = 1.0                  # CPU share of the whole kernel tree (cgroup quota), in cores
-    reply_bytes: int = 16 * 2**20      # largest answer of the agent (refused unread beyond)
-    message_bytes: int = 16 * 2**20    # largest Jupyter message the grader accepts from the kernel
-    cell_output_chars: int = 200_000   # characters of output kept per cell (feedback), the rest cut
-    call_output_chars: int = 2_000_000 # characters a graded call may print before it is stopped
+    address_space: int = 3 * 2**30  # bytes per process (RLIMIT_AS): MemoryError beyond
+    cpu_seconds: int = 300  # RLIMIT_CPU per process; also the whole kernel tree's CPU budget
+    processes: int = 64  # processes + threads of the kernel's uid (RLIMIT_NPROC) and tree
+    open_files: int = 256  # open file descriptors per process (RLIMIT_NOFILE)
+    file_size: int = 64 * 2**20  # largest file the kernel may write
+    tmp_size: int = 64 * 2**20  # /tmp and /dev/shm: size-capped tmpfs each
+    home_size: int = 256 * 2**20  # the kernel's home: a size-capped tmpfs (no host disk)
+    memory: int = 4 * 2**30  # the whole kernel tree, tmpfs included (a cgroup per kernel)
+    cpus: float = 1.0  # CPU share of the whole kernel tree (cgroup quota), in cores
+    reply_bytes: int = 16 * 2**20  # largest answer of the agent (refused unread beyond)
+    message_bytes: int = 16 * 2**20  # largest Jupyter message the grader accepts from the kernel
+    cell_output_chars: int = 200_000  # characters of output kept per cell (feedback), the rest cut
+    call_output_chars: int = 2_000_000  # characters a graded call may print before it is stopped
 
 
 def check_tools() -> None:
@@ -125,10 +128,13 @@ def check_tools() -> None:
         raise SandboxUnavailable(
             f"{', '.join(missing)} not found: student code would run unsandboxed, as the grader, with "
             "access to solutions/ and the gradebook. Install bubblewrap (apt-get install -y bubblewrap) "
-            "or, knowing the risk, run with UNSAFE=1.")
+            "or, knowing the risk, run with UNSAFE=1."
+        )
     if os.geteuid() != 0:
-        raise SandboxUnavailable("the sandbox runs kernels under per-kernel uids and needs root; "
-                                 "run as root or, knowing the risk, with UNSAFE=1")
+        raise SandboxUnavailable(
+            "the sandbox runs kernels under per-kernel uids and needs root; "
+            "run as root or, knowing the risk, with UNSAFE=1"
+        )
 
 
 def _uid_processes(uid: int, zombies: bool = False) -> dict[int, int]:
@@ -143,7 +149,8 @@ def _uid_processes(uid: int, zombies: bool = False) -> dict[int, int]:
         except OSError:
             continue
         if int(fields.get("Uid", "-1 0").split()[0]) == uid and (
-                zombies or not fields.get("State", "").strip().startswith("Z")):
+            zombies or not fields.get("State", "").strip().startswith("Z")
+        ):
             out[int(entry)] = int(fields.get("PPid", "0").strip())
     return out
 
@@ -156,9 +163,10 @@ def reap_descendants(uid: int, keep_at_most: int, main: int | None = None) -> in
     many were killed; the caller checks with :func:`leftovers` that they are gone (killed children
     of the kernel stay zombies -- and count against the uid's process limit -- until it waits).
     """
+
     def others():
         procs = _uid_processes(uid)
-        if main is None:   # (before the kernel's pid is known) its descendants
+        if main is None:  # (before the kernel's pid is known) its descendants
             return [pid for pid, ppid in procs.items() if ppid in procs]
         return [pid for pid in procs if pid != main]
 
@@ -166,7 +174,7 @@ def reap_descendants(uid: int, keep_at_most: int, main: int | None = None) -> in
     if len(children) <= keep_at_most:
         return 0
     killed = set()
-    for _ in range(50):   # a still-running bomb forks while we kill: repeat until none is left
+    for _ in range(50):  # a still-running bomb forks while we kill: repeat until none is left
         for pid in children:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -205,9 +213,9 @@ def kill_uid(uid: int, wait: float = 30.0) -> bool:
             return True
         if time.monotonic() > deadline:
             return False
-        if _uid_processes(uid):   # live ones: one atomic kill as the uid
+        if _uid_processes(uid):  # live ones: one atomic kill as the uid
             pid = os.fork()
-            if pid == 0:   # only system calls here, then _exit (the grader is multi-threaded)
+            if pid == 0:  # only system calls here, then _exit (the grader is multi-threaded)
                 try:
                     os.setgroups([])
                     os.setresgid(uid, uid, uid)
@@ -216,11 +224,11 @@ def kill_uid(uid: int, wait: float = 30.0) -> bool:
                 finally:
                     os._exit(0)
             os.waitpid(pid, 0)
-        time.sleep(0.02)   # zombies: their (root) parent in the sandbox reaps them
+        time.sleep(0.02)  # zombies: their (root) parent in the sandbox reaps them
 
 
-VENV_IN_SANDBOX = "/opt/venv"         # the host's venv, seen under a neutral name
-COURSE_IN_SANDBOX = "/opt/course"     # the course packages when they are editable installs in the repo
+VENV_IN_SANDBOX = "/opt/venv"  # the host's venv, seen under a neutral name
+COURSE_IN_SANDBOX = "/opt/course"  # the course packages when they are editable installs in the repo
 # The course's own packages a test cell imports (utils/, coursetests/): read-only in every kernel.
 COURSE_PACKAGES = ("gradcheck", "coursetests")
 ETC_NEEDED = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "alternatives", "fonts")
@@ -230,11 +238,11 @@ ETC_NEEDED = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitc
 class Layout:
     """What of the host's Python the kernel sees, and where (no path of the repo or of the venv)."""
 
-    binds: list            # (host path, sandbox path), read-only
-    blank: list            # sandbox paths of files hidden behind an empty file (they name host paths)
-    python: str            # the interpreter, as the kernel calls it
+    binds: list  # (host path, sandbox path), read-only
+    blank: list  # sandbox paths of files hidden behind an empty file (they name host paths)
+    python: str  # the interpreter, as the kernel calls it
     pythonpath: str
-    venv_cfg: str | None   # pyvenv.cfg without the line that names the host venv
+    venv_cfg: str | None  # pyvenv.cfg without the line that names the host venv
 
 
 def _under(p: str, root: str) -> bool:
@@ -245,12 +253,13 @@ def sandbox_path(p: str) -> str:
     """Where a host file of the Python installation appears in the sandbox."""
     p = os.path.realpath(p)
     venv = os.path.realpath(sys.prefix) if sys.prefix != sys.base_prefix else None
-    return VENV_IN_SANDBOX + p[len(venv):] if venv and _under(p, venv) else p
+    return VENV_IN_SANDBOX + p[len(venv) :] if venv and _under(p, venv) else p
 
 
 def module_location(name: str) -> str | None:
     """The host folder (package) or file (module) of a top-level module, without importing it."""
     import importlib.util
+
     spec = importlib.util.find_spec(name)
     if spec is None:
         return None
@@ -280,7 +289,7 @@ def python_layout() -> Layout:
         sp = os.path.realpath(sp)
         if not any(_under(sp, h) for h, _ in binds):
             binds.append((sp, sp))
-        for name in sorted(os.listdir(sp)):   # editable installs point into the repo by absolute path
+        for name in sorted(os.listdir(sp)):  # editable installs point into the repo by absolute path
             path = os.path.join(sp, name)
             if name.startswith("__editable__"):
                 blank.append(inside(path))
@@ -304,8 +313,15 @@ def _parents(path: str) -> list[str]:
     return [str(Path(*parts[:i])) for i in range(2, len(parts))]
 
 
-def bwrap_argv(uid: int, home: str, rundir: str, limits: Limits, python_cmd: list[str],
-               files: str | None = None, hidden_modules: tuple = ()) -> list[str]:
+def bwrap_argv(
+    uid: int,
+    home: str,
+    rundir: str,
+    limits: Limits,
+    python_cmd: list[str],
+    files: str | None = None,
+    hidden_modules: tuple = (),
+) -> list[str]:
     """The bubblewrap command line that runs ``python_cmd`` as ``uid`` with ``limits``.
 
     ``files`` is a folder of the kernel's own (passwd, group, pyvenv.cfg, an empty file): the kernel
@@ -316,8 +332,19 @@ def bwrap_argv(uid: int, home: str, rundir: str, limits: Limits, python_cmd: lis
     """
     layout = python_layout()
     files = files or rundir
-    argv = ["bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
-            "--die-with-parent", "--new-session", "--hostname", "sandbox", "--clearenv"]
+    argv = [
+        "bwrap",
+        "--unshare-ipc",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--new-session",
+        "--hostname",
+        "sandbox",
+        "--clearenv",
+    ]
     argv += ["--ro-bind", "/usr", "/usr", "--perms", "0755", "--dir", "/etc"]
     for name in ETC_NEEDED:
         argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
@@ -328,10 +355,27 @@ def bwrap_argv(uid: int, home: str, rundir: str, limits: Limits, python_cmd: lis
             argv += ["--symlink", os.readlink(link), link]
         elif os.path.isdir(link):
             argv += ["--ro-bind", link, link]
-    argv += ["--proc", "/proc", "--dev", "/dev",
-             "--size", str(limits.tmp_size), "--perms", "1777", "--tmpfs", "/tmp",
-             "--size", str(limits.tmp_size), "--perms", "1777", "--tmpfs", "/dev/shm",
-             "--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
+    argv += [
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--size",
+        str(limits.tmp_size),
+        "--perms",
+        "1777",
+        "--tmpfs",
+        "/tmp",
+        "--size",
+        str(limits.tmp_size),
+        "--perms",
+        "1777",
+        "--tmpfs",
+        "/dev/shm",
+        "--ro-bind-try",
+        "/sys/devices/system/cpu",
+        "/sys/devices/system/cpu",
+    ]
     # bwrap makes missing parents 0700 (root only): create them traversable first
     made = set()
     for p in [dest for _, dest in layout.binds] + [rundir, "/home/student"]:
@@ -343,9 +387,17 @@ def bwrap_argv(uid: int, home: str, rundir: str, limits: Limits, python_cmd: lis
         argv += ["--ro-bind", host, dest]
     if layout.python.startswith(VENV_IN_SANDBOX + "/"):
         # the venv's scripts name the host venv in their #! lines: only the interpreter is shown
-        argv += ["--perms", "0755", "--tmpfs", f"{VENV_IN_SANDBOX}/bin",
-                 "--symlink", os.path.realpath(sys.executable), f"{VENV_IN_SANDBOX}/bin/python",
-                 "--remount-ro", f"{VENV_IN_SANDBOX}/bin"]
+        argv += [
+            "--perms",
+            "0755",
+            "--tmpfs",
+            f"{VENV_IN_SANDBOX}/bin",
+            "--symlink",
+            os.path.realpath(sys.executable),
+            f"{VENV_IN_SANDBOX}/bin/python",
+            "--remount-ro",
+            f"{VENV_IN_SANDBOX}/bin",
+        ]
         if layout.venv_cfg is not None:
             argv += ["--ro-bind", os.path.join(files, "pyvenv.cfg"), f"{VENV_IN_SANDBOX}/pyvenv.cfg"]
     for path in layout.blank:
@@ -360,17 +412,47 @@ def bwrap_argv(uid: int, home: str, rundir: str, limits: Limits, python_cmd: lis
         os.chmod(blocked, 0o644)
         if os.path.isdir(where):
             dest = sandbox_path(where)
-            argv += ["--perms", "0755", "--tmpfs", dest, "--ro-bind", blocked, f"{dest}/__init__.py",
-                     "--remount-ro", dest]
+            argv += [
+                "--perms",
+                "0755",
+                "--tmpfs",
+                dest,
+                "--ro-bind",
+                blocked,
+                f"{dest}/__init__.py",
+                "--remount-ro",
+                dest,
+            ]
         else:
             argv += ["--ro-bind", blocked, sandbox_path(where)]
     # home: a size-capped tmpfs (charged to the kernel's memory cgroup), never host disk
-    argv += ["--size", str(limits.home_size), "--perms", "0777", "--tmpfs", "/home/student",
-             "--bind", rundir, rundir, "--chdir", "/home/student"]
-    env = {"HOME": "/home/student", "PATH": f"{os.path.dirname(layout.python)}:/usr/bin:/bin",
-           "PYTHONNOUSERSITE": "1", "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp/mpl", "LANG": "C.UTF-8",
-           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "PYDEVD_DISABLE_FILE_VALIDATION": "1", "JUPYTER_PLATFORM_DIRS": "1", "USER": "student"}
+    argv += [
+        "--size",
+        str(limits.home_size),
+        "--perms",
+        "0777",
+        "--tmpfs",
+        "/home/student",
+        "--bind",
+        rundir,
+        rundir,
+        "--chdir",
+        "/home/student",
+    ]
+    env = {
+        "HOME": "/home/student",
+        "PATH": f"{os.path.dirname(layout.python)}:/usr/bin:/bin",
+        "PYTHONNOUSERSITE": "1",
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": "/tmp/mpl",
+        "LANG": "C.UTF-8",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        "JUPYTER_PLATFORM_DIRS": "1",
+        "USER": "student",
+    }
     if layout.pythonpath:
         env["PYTHONPATH"] = layout.pythonpath
     for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # set on some processors for correctness
@@ -379,12 +461,27 @@ def bwrap_argv(uid: int, home: str, rundir: str, limits: Limits, python_cmd: lis
     for k, v in env.items():
         argv += ["--setenv", k, v]
     python_cmd = [layout.python if a == sys.executable else a for a in python_cmd]
-    argv += ["--seccomp", "9", "--",
-             "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
-             "--inh-caps=-all", "--bounding-set=-all", "--",
-             "prlimit", f"--as={limits.address_space}", f"--cpu={limits.cpu_seconds}",
-             f"--nproc={limits.processes}", f"--nofile={limits.open_files}",
-             f"--fsize={limits.file_size}", "--core=0", "--"] + python_cmd
+    argv += [
+        "--seccomp",
+        "9",
+        "--",
+        "setpriv",
+        f"--reuid={uid}",
+        f"--regid={uid}",
+        "--clear-groups",
+        "--no-new-privs",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--",
+        "prlimit",
+        f"--as={limits.address_space}",
+        f"--cpu={limits.cpu_seconds}",
+        f"--nproc={limits.processes}",
+        f"--nofile={limits.open_files}",
+        f"--fsize={limits.file_size}",
+        "--core=0",
+        "--",
+    ] + python_cmd
     return argv
 
 
@@ -392,8 +489,12 @@ def write_kernel_files(folder: str, uid: int) -> None:
     """The few files the kernel gets instead of the host's: passwd and group naming only it, the
     venv's pyvenv.cfg without the host path, an empty file to hide files that name host paths."""
     layout = python_layout()
-    contents = {"passwd": f"root:x:0:0:root:/root:/usr/sbin/nologin\nstudent:x:{uid}:{uid}:student:/home/student:/bin/sh\n",
-                "group": f"root:x:0:\nstudent:x:{uid}:\n", "empty": "", "pyvenv.cfg": layout.venv_cfg or ""}
+    contents = {
+        "passwd": f"root:x:0:0:root:/root:/usr/sbin/nologin\nstudent:x:{uid}:{uid}:student:/home/student:/bin/sh\n",
+        "group": f"root:x:0:\nstudent:x:{uid}:\n",
+        "empty": "",
+        "pyvenv.cfg": layout.venv_cfg or "",
+    }
     for name, text in contents.items():
         with open(os.path.join(folder, name), "w") as fh:
             fh.write(text)
@@ -407,8 +508,8 @@ class SandboxKernel:
     slot: int
     limits: Limits = field(default_factory=Limits)
     workroot: str = "/var/tmp/sandboxgrader"
-    unsafe: bool = False   # no bubblewrap: student code runs as the grader's user (UNSAFE=1 only)
-    hidden_modules: tuple = ()   # modules that do not exist in this kernel (see bwrap_argv)
+    unsafe: bool = False  # no bubblewrap: student code runs as the grader's user (UNSAFE=1 only)
+    hidden_modules: tuple = ()  # modules that do not exist in this kernel (see bwrap_argv)
 
     def __post_init__(self):
         self.uid, self._uid_lock = (UID_BASE, None) if self.unsafe else acquire_uid()
@@ -446,7 +547,7 @@ class SandboxKernel:
             if not self.unsafe:
                 os.chown(path, self.uid, self.uid)
 
-    def launch(self) -> "SandboxKernel":
+    def launch(self) -> SandboxKernel:
         """Spawn the kernel process and return at once (it boots while the caller works)."""
         python_cmd = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
         if self.unsafe:
@@ -457,9 +558,15 @@ class SandboxKernel:
             os.makedirs(files, mode=0o755, exist_ok=True)
             write_kernel_files(files, self.uid)
             connection = os.path.join(self.rundir, "kernel.json")
-            inner = bwrap_argv(self.uid, self.home, self.rundir, self.limits,
-                               [connection if a == "{connection_file}" else a for a in python_cmd], files,
-                               tuple(self.hidden_modules))
+            inner = bwrap_argv(
+                self.uid,
+                self.home,
+                self.rundir,
+                self.limits,
+                [connection if a == "{connection_file}" else a for a in python_cmd],
+                files,
+                tuple(self.hidden_modules),
+            )
             # sh joins the kernel's cgroup (its whole tree follows), keeps the BPF program open on fd 9
             # for bwrap's --seccomp 9, then becomes bwrap, which reads its options from fd 8: the
             # sandbox's /proc/1/cmdline is `bwrap --args 8 ...`, not every host path it mounts (the
@@ -468,8 +575,15 @@ class SandboxKernel:
             args_file = os.path.join(self.base, "bwrap.args")
             with open(args_file, "wb") as fh:
                 fh.write(b"".join(a.encode() + b"\0" for a in inner[1:split]))
-            argv = ["/bin/sh", "-c", 'for f in $SG_CGROUP_PROCS; do echo $$ > "$f" || exit 97; done; '
-                    'exec 9<"$0" 8<"$1"; shift 2; exec bwrap --args 8 "$@"', self.bpf, args_file, "x"] + inner[split:]
+            argv = [
+                "/bin/sh",
+                "-c",
+                'for f in $SG_CGROUP_PROCS; do echo $$ > "$f" || exit 97; done; '
+                'exec 9<"$0" 8<"$1"; shift 2; exec bwrap --args 8 "$@"',
+                self.bpf,
+                args_file,
+                "x",
+            ] + inner[split:]
         km = KernelManager(transport="ipc", connection_file=os.path.join(self.rundir, "kernel.json"))
         # every socket of ours refuses a message above the cap (the peer is disconnected, the
         # message dropped unread): a kernel cannot make the grader hold gigabytes
@@ -477,11 +591,14 @@ class SandboxKernel:
         self._ctx.setsockopt(zmq.MAXMSGSIZE, self.limits.message_bytes)
         km.context = self._ctx
         km.ip = os.path.join(self.rundir, "k")
-        km._kernel_spec = KernelSpec(argv=argv, display_name="sandbox", language="python",
-                                     interrupt_mode="message", env={})
+        km._kernel_spec = KernelSpec(
+            argv=argv, display_name="sandbox", language="python", interrupt_mode="message", env={}
+        )
         self._log = open(os.path.join(self.base, "kernel.log"), "wb")
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),   # (bwrap --clearenv: none reaches the kernel)
-               "SG_CGROUP_PROCS": " ".join(self.cgroup.procs_files) if self.cgroup else ""}
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),  # (bwrap --clearenv: none reaches the kernel)
+            "SG_CGROUP_PROCS": " ".join(self.cgroup.procs_files) if self.cgroup else "",
+        }
         if self.unsafe:
             env.update({"HOME": self.home, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
         km.start_kernel(env=env, stdout=self._log, stderr=self._log, cwd=self.home)
@@ -491,7 +608,7 @@ class SandboxKernel:
         self.km = km
         return self
 
-    def connect(self, timeout: float = 60) -> "SandboxKernel":
+    def connect(self, timeout: float = 60) -> SandboxKernel:
         """Wait until the launched kernel answers; raise RuntimeError if it died."""
         client = self.km.client(context=self._ctx)
         client.start_channels()
@@ -538,8 +655,9 @@ class SandboxKernel:
         if self.shell_monitor is not None:
             self.shell_monitor.close(linger=0)
         client.shell_channel.close()
-        client._shell_channel = client.shell_channel_class(client.connect_shell(identity=os.urandom(16)),
-                                                           client.session, client.ioloop)
+        client._shell_channel = client.shell_channel_class(
+            client.connect_shell(identity=os.urandom(16)), client.session, client.ioloop
+        )
         self.shell_monitor = client.shell_channel.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
 
     def lock_run_dir(self) -> None:
@@ -627,7 +745,7 @@ class SandboxKernel:
         if self._log is not None:
             self._log.close()
         if self._uid_lock is not None:
-            self._uid_lock.close()   # releases the uid
+            self._uid_lock.close()  # releases the uid
             self._uid_lock = None
         self.km = self.client = self._log = None
         shutil.rmtree(self.base, ignore_errors=True)

@@ -8,6 +8,7 @@ student's kernel). At each test cell the grader runs the same visible tests, the
 ones, in its own process against proxies of the student's names: that trusted run decides the
 points. Where the notebook's own run and the trusted run disagree, the submission is flagged.
 """
+
 from __future__ import annotations
 
 import copy
@@ -20,7 +21,7 @@ from nbgrader.utils import compute_checksum
 
 from . import inert
 from .cells import STUB, hidden_tail, is_answer, is_test, replace_solutions, src, without_hidden
-from .cells import meta as nbmeta   # (the functions below name their locals `meta`)
+from .cells import meta as nbmeta  # (the functions below name their locals `meta`)
 from .session import CellRun, Session
 from .trusted import TrustedRunner
 
@@ -37,8 +38,11 @@ def stub_of(source: str, stub: str = STUB) -> str:
 
 _NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?![\w.])|\b(?:nan|inf)\b")
 # numpy's assertion messages print both arrays and their differences after these lines
-_NUMPY_DETAIL = re.compile(r"^\s*(Mismatched elements|Max absolute difference|Max relative difference|x:|y:|"
-                           r"ACTUAL:|DESIRED:|\(shapes|x and y nan location mismatch)", re.M)
+_NUMPY_DETAIL = re.compile(
+    r"^\s*(Mismatched elements|Max absolute difference|Max relative difference|x:|y:|"
+    r"ACTUAL:|DESIRED:|\(shapes|x and y nan location mismatch)",
+    re.M,
+)
 
 
 def visible_message(err: str) -> str:
@@ -55,7 +59,7 @@ def hidden_message(err: str, grade_id: str) -> str:
     ename, _, evalue = err.partition(": ")
     m = _NUMPY_DETAIL.search(evalue)
     if m:
-        evalue = evalue[:m.start()]
+        evalue = evalue[: m.start()]
     evalue = _NUMBER.sub("…", " ".join(evalue.split()))[:300]
     return f"{ename or 'Error'}: a hidden test of {grade_id} failed: {evalue or ename}"
 
@@ -92,7 +96,7 @@ class Result:
     seconds: float = 0.0
     calls: int = 0
     call_seconds: float = 0.0
-    error: str = ""        # set when the submission could not be graded in full: NOT graded
+    error: str = ""  # set when the submission could not be graded in full: NOT graded
 
     @property
     def score(self) -> float:
@@ -113,7 +117,7 @@ class Result:
         return d
 
     @classmethod
-    def failed(cls, student: str, assignment: str, notebook: str, message: str, seconds: float = 0.0) -> "Result":
+    def failed(cls, student: str, assignment: str, notebook: str, message: str, seconds: float = 0.0) -> Result:
         """A job the grader could not grade: no verdicts, NOT graded (``error``), flagged."""
         return cls(student, assignment, notebook, flags=[f"grader error: {message}"], seconds=seconds, error=message)
 
@@ -137,7 +141,7 @@ def merge(source_nb, submission_nb, flags: list, stub: str = STUB):
         if not isinstance(cell, dict) or cell.get("cell_type") not in ("code", "markdown", "raw"):
             flags.append(f"cell {n} of the submission is malformed: ignored")
             continue
-        if not isinstance(cell.get("metadata"), dict):   # (a list in a hand-edited file)
+        if not isinstance(cell.get("metadata"), dict):  # (a list in a hand-edited file)
             cell["metadata"] = nbformat.from_dict({})
         gid = key_of(cell)
         if gid in source_ids and gid not in seen:
@@ -152,7 +156,7 @@ def merge(source_nb, submission_nb, flags: list, stub: str = STUB):
             if cell["cell_type"] == "code":
                 extra = nbformat.v4.new_code_cell(src(cell))
                 extra["id"] = f"student-{n}"
-                extra.metadata["student_cell"] = True   # student code: runs only in the sandbox
+                extra.metadata["student_cell"] = True  # student code: runs only in the sandbox
                 extras.setdefault(anchor, []).append(extra)
     cells = list(extras[None])
     for scell in source_nb.cells:
@@ -165,7 +169,7 @@ def merge(source_nb, submission_nb, flags: list, stub: str = STUB):
                 cell.source = stub_of(src(scell), stub) if scell["cell_type"] == "code" else ""
             else:
                 cell.source = src(mine)
-                if nbmeta(mine).get("checksum"):   # the release's: tells an untouched answer
+                if nbmeta(mine).get("checksum"):  # the release's: tells an untouched answer
                     cell.metadata["nbgrader"]["checksum"] = nbmeta(mine)["checksum"]
         elif is_test(scell):
             if mine is None:
@@ -184,23 +188,37 @@ def budget_flags(session: Session) -> list[str]:
     use, lim = session.usage(), session.limits
     out = []
     if use["oom_kill"]:
-        out.append(f"memory budget of the kernel ({lim.memory / 2**30:g} GiB, all its processes) exhausted: "
-                   f"{use['oom_kill']} process(es) killed")
+        out.append(
+            f"memory budget of the kernel ({lim.memory / 2**30:g} GiB, all its processes) exhausted: "
+            f"{use['oom_kill']} process(es) killed"
+        )
     if use["pids_max"]:
         out.append(f"process budget of the kernel ({lim.processes}) exhausted: {use['pids_max']} fork(s) refused")
     if use["left_running"]:
         out.append(f"processes left running after a call (busy children, a bomb): {use['left_running']} killed")
     if use["too_large"]:
-        out.append(f"output too large: {use['too_large']} time(s) a message above {lim.message_bytes / 2**20:g} MiB "
-                   "(or a flood of them) was refused")
+        out.append(
+            f"output too large: {use['too_large']} time(s) a message above {lim.message_bytes / 2**20:g} MiB "
+            "(or a flood of them) was refused"
+        )
     if use["home_full"]:
         out.append(f"disk budget of the kernel's home ({lim.home_size / 2**20:g} MiB) filled")
     return out
 
 
-def grade(session: Session, source_nb, submission_nb, *, student: str, assignment: str, notebook: str,
-          cell_timeout: float = 30, call_timeout: float = 30, budget: float | None = None,
-          stub: str = STUB) -> Result:
+def grade(
+    session: Session,
+    source_nb,
+    submission_nb,
+    *,
+    student: str,
+    assignment: str,
+    notebook: str,
+    cell_timeout: float = 30,
+    call_timeout: float = 30,
+    budget: float | None = None,
+    stub: str = STUB,
+) -> Result:
     """Run the submission in ``session`` (a started sandbox) and compute every verdict in-process.
 
     ``budget``: seconds the submission's code may take in all (cells and calls; restarting the
@@ -212,11 +230,11 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
     res = Result(student, assignment, notebook)
     cells = merge(source_nb, submission_nb, res.flags, stub)
     trusted = TrustedRunner(session, call_timeout=call_timeout)
-    history: list[str] = []   # code that ran in the sandbox, replayed after a restart
+    history: list[str] = []  # code that ran in the sandbox, replayed after a restart
     count = 0
     generation = [session.restarts]
     cell_seconds = [0.0]
-    pending: list = []   # test cells: [cell, notebook passed, visible verdict, error, seconds, grader names]
+    pending: list = []  # test cells: [cell, notebook passed, visible verdict, error, seconds, grader names]
 
     def spent() -> float:
         """Time the submission's code took: its cells and the grader's calls into it (not restarts,
@@ -247,18 +265,24 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
         why = exhausted()
         if why:
             if not res.error:
-                tests = [nbmeta(c).get("grade_id") for c in cells[cells.index(cell):] if is_test(c)]
+                tests = [nbmeta(c).get("grade_id") for c in cells[cells.index(cell) :] if is_test(c)]
                 res.error = f"{why} at cell {count + 1}: not graded ({len(tests)} test(s) not run)"
-                res.flags.insert(0, res.error)   # first: it is why the submission is not graded
+                res.flags.insert(0, res.error)  # first: it is why the submission is not graded
             if is_test(cell):
                 meta = nbmeta(cell)
-                res.verdicts.append(TestVerdict(meta["grade_id"], float(meta.get("points", 0) or 0), False, 0.0,
-                                                f"not run: {why}"))
+                res.verdicts.append(
+                    TestVerdict(meta["grade_id"], float(meta.get("points", 0) or 0), False, 0.0, f"not run: {why}")
+                )
             continue
         if is_answer(cell) and nbmeta(cell).get("grade"):
             checksum = nbmeta(cell).get("checksum")
-            res.manual.append(ManualCell(nbmeta(cell)["grade_id"], float(nbmeta(cell).get("points", 0) or 0),
-                                         bool(checksum) and compute_checksum(cell) == checksum))
+            res.manual.append(
+                ManualCell(
+                    nbmeta(cell)["grade_id"],
+                    float(nbmeta(cell).get("points", 0) or 0),
+                    bool(checksum) and compute_checksum(cell) == checksum,
+                )
+            )
         if cell["cell_type"] != "code":
             continue
         count += 1
@@ -270,21 +294,32 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
         cell_seconds[0] += run.seconds
         cell.outputs = [nbformat.from_dict(o) for o in run.outputs]
         cell.execution_count = count
-        if not is_test(cell) and (run.status in ("ok", "error") or
-                                  (run.status == "timeout" and session.restarts == generation[0])):
-            history.append(code)   # a dead or killed cell is not replayed (its state is lost), nor a test
+        if not is_test(cell) and (
+            run.status in ("ok", "error") or (run.status == "timeout" and session.restarts == generation[0])
+        ):
+            history.append(code)  # a dead or killed cell is not replayed (its state is lost), nor a test
         if run.status == "dead":
             res.flags.append(f"kernel died in cell {count} ({meta.get('grade_id') or 'student cell'}): restarted")
-            cell.outputs.append(nbformat.v4.new_output("error", ename="DeadKernelError", evalue=run.evalue,
-                                                       traceback=[f"DeadKernelError: {run.evalue}"]))
+            cell.outputs.append(
+                nbformat.v4.new_output(
+                    "error", ename="DeadKernelError", evalue=run.evalue, traceback=[f"DeadKernelError: {run.evalue}"]
+                )
+            )
         elif run.status == "timeout":
-            res.flags.append(f"cell {count} ({meta.get('grade_id') or 'student cell'}) timed out after "
-                             f"{cell_timeout:.0f} s: interrupted")
-            cell.outputs.append(nbformat.v4.new_output("error", ename="TimeoutError", evalue=run.evalue,
-                                                       traceback=[f"TimeoutError: {run.evalue}"]))
+            res.flags.append(
+                f"cell {count} ({meta.get('grade_id') or 'student cell'}) timed out after "
+                f"{cell_timeout:.0f} s: interrupted"
+            )
+            cell.outputs.append(
+                nbformat.v4.new_output(
+                    "error", ename="TimeoutError", evalue=run.evalue, traceback=[f"TimeoutError: {run.evalue}"]
+                )
+            )
         if run.too_large:
-            res.flags.append(f"cell {count} ({meta.get('grade_id') or 'student cell'}): output too large "
-                             f"(a message above {session.limits.message_bytes / 2**20:g} MiB, or a flood): refused")
+            res.flags.append(
+                f"cell {count} ({meta.get('grade_id') or 'student cell'}): output too large "
+                f"(a message above {session.limits.message_bytes / 2**20:g} MiB, or a flood): refused"
+            )
         elif run.truncated:
             res.flags.append(f"cell {count} printed too much: output truncated")
         if not is_test(cell):
@@ -297,8 +332,16 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
         t1 = time.monotonic()
         trusted.budget = None if budget is None else budget - spent()
         ok_visible, _, err = trusted.run(code, f"test {meta['grade_id']}")
-        pending.append([cell, run.status == "ok", ok_visible, err, time.monotonic() - t1,
-                        trusted.snapshot() if ok_visible and full != code else None])
+        pending.append(
+            [
+                cell,
+                run.status == "ok",
+                ok_visible,
+                err,
+                time.monotonic() - t1,
+                trusted.snapshot() if ok_visible and full != code else None,
+            ]
+        )
     # Hidden tests only after the last student cell: no student cell can see what they passed in, and
     # nothing the kernel prints from here on is shown (calls print into the agent's sink).
     for item in pending:
@@ -311,7 +354,7 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
                 res.error = f"{why} before the hidden tests: not graded"
                 res.flags.insert(0, res.error)
             ok, err = False, f"not run: {why}"
-        elif snapshot is not None:   # the grader's names as they were after this cell's visible tests
+        elif snapshot is not None:  # the grader's names as they were after this cell's visible tests
             trusted.restore(snapshot)
             tail = hidden_tail(full)
             ensure_alive()
@@ -321,41 +364,59 @@ def grade(session: Session, source_nb, submission_nb, *, student: str, assignmen
             seconds += time.monotonic() - t1
             if not ok:
                 err = hidden_err
-                spent_all = exhausted()   # the call was cut to what was left of the budget
+                spent_all = exhausted()  # the call was cut to what was left of the budget
                 if spent_all and not res.error:
                     res.error = f"{spent_all} in the hidden tests: not graded"
                     res.flags.insert(0, res.error)
         points = float(meta.get("points", 0) or 0)
-        if err.split(":")[0] in ("CallTimeout", "OutputFlood", "KernelDied", "MemoryError", "WireError",
-                                 "BlockingIOError"):
+        if err.split(":")[0] in (
+            "CallTimeout",
+            "OutputFlood",
+            "KernelDied",
+            "MemoryError",
+            "WireError",
+            "BlockingIOError",
+        ):
             res.flags.append(f"test {meta['grade_id']!r}: {err[:160]}")
         shown = visible_message(err)
-        if ok_visible and not ok and not why:   # a hidden test failed: its name and message, not its values
+        if ok_visible and not ok and not why:  # a hidden test failed: its name and message, not its values
             shown = hidden_message(err, meta["grade_id"])
-        res.verdicts.append(TestVerdict(meta["grade_id"], points, ok, points if ok else 0.0, shown, notebook_passed,
-                                        seconds))
+        res.verdicts.append(
+            TestVerdict(meta["grade_id"], points, ok, points if ok else 0.0, shown, notebook_passed, seconds)
+        )
         if notebook_passed != ok_visible:
-            res.flags.append(f"test {meta['grade_id']!r}: the notebook's own run {'passed' if notebook_passed else 'failed'}"
-                             f" but the trusted run {'passed' if ok_visible else 'failed'} — the trusted verdict counts"
-                             + (" (tampering suspected)" if notebook_passed else ""))
+            res.flags.append(
+                f"test {meta['grade_id']!r}: the notebook's own run {'passed' if notebook_passed else 'failed'}"
+                f" but the trusted run {'passed' if ok_visible else 'failed'} — the trusted verdict counts"
+                + (" (tampering suspected)" if notebook_passed else "")
+            )
         # what the student sees: the notebook's outputs, then the grader's verdict
-        cell.outputs = [o for o in cell.outputs if o.get("output_type") != "error"
-                        and not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+        cell.outputs = [
+            o
+            for o in cell.outputs
+            if o.get("output_type") != "error" and not (o.get("output_type") == "stream" and o.get("name") == "stderr")
+        ]
         if ok:
-            cell.outputs.append(nbformat.v4.new_output("stream", name="stdout",
-                                                       text=f"[grader] passed: {points:g} / {points:g} points\n"))
+            cell.outputs.append(
+                nbformat.v4.new_output(
+                    "stream", name="stdout", text=f"[grader] passed: {points:g} / {points:g} points\n"
+                )
+            )
         else:
             ename, _, evalue = shown.partition(": ")
-            cell.outputs.append(nbformat.v4.new_output("error", ename=ename or "Error", evalue=evalue[:4000],
-                                                       traceback=[f"{ename}: {evalue[:4000]}"]))
-    for cell in cells:   # what anyone will see of the student's work: text and verified images only
+            cell.outputs.append(
+                nbformat.v4.new_output(
+                    "error", ename=ename or "Error", evalue=evalue[:4000], traceback=[f"{ename}: {evalue[:4000]}"]
+                )
+            )
+    for cell in cells:  # what anyone will see of the student's work: text and verified images only
         inert.cell(cell, student_markdown=is_answer(cell) or bool(cell.metadata.get("student_cell")))
         if cell["cell_type"] == "code":
             cell.outputs = [nbformat.from_dict(o) for o in cell.outputs]
     if session.reaped:
         res.flags.append(f"runaway processes (a fork bomb?): {session.reaped} killed")
-    session.sync_output()   # (a message refused during the hidden tests counts too)
-    why = exhausted()   # (spent in the last tests: the budget counts to the end)
+    session.sync_output()  # (a message refused during the hidden tests counts too)
+    why = exhausted()  # (spent in the last tests: the budget counts to the end)
     if why and not res.error:
         res.error = f"{why} by the end of the tests: not graded"
         res.flags.insert(0, res.error)

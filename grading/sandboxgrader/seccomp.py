@@ -7,6 +7,7 @@ notebook never needs and a sandbox escape often does: new namespaces (``unshare`
 ``clone3`` answers ENOSYS, so the C library falls back to ``clone``, whose flags are checked.
 Threads, subprocesses, multiprocessing and torch keep working.
 """
+
 from __future__ import annotations
 
 import errno
@@ -26,14 +27,45 @@ AUDIT_ARCH_X86_64 = 0xC000003E
 OFF_NR, OFF_ARCH, OFF_ARG0 = 0, 4, 16
 
 BLOCKED_X86_64 = {
-    "ptrace": 101, "syslog": 103, "personality": 135, "pivot_root": 155, "chroot": 161, "acct": 163,
-    "settimeofday": 164, "mount": 165, "umount2": 166, "swapon": 167, "swapoff": 168, "reboot": 169,
-    "init_module": 175, "delete_module": 176, "quotactl": 179, "kexec_load": 246, "add_key": 248,
-    "request_key": 249, "keyctl": 250, "unshare": 272, "perf_event_open": 298,
-    "name_to_handle_at": 303, "open_by_handle_at": 304, "setns": 308, "process_vm_readv": 310,
-    "process_vm_writev": 311, "finit_module": 313, "kexec_file_load": 320, "bpf": 321,
-    "userfaultfd": 323, "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
-    "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
+    "ptrace": 101,
+    "syslog": 103,
+    "personality": 135,
+    "pivot_root": 155,
+    "chroot": 161,
+    "acct": 163,
+    "settimeofday": 164,
+    "mount": 165,
+    "umount2": 166,
+    "swapon": 167,
+    "swapoff": 168,
+    "reboot": 169,
+    "init_module": 175,
+    "delete_module": 176,
+    "quotactl": 179,
+    "kexec_load": 246,
+    "add_key": 248,
+    "request_key": 249,
+    "keyctl": 250,
+    "unshare": 272,
+    "perf_event_open": 298,
+    "name_to_handle_at": 303,
+    "open_by_handle_at": 304,
+    "setns": 308,
+    "process_vm_readv": 310,
+    "process_vm_writev": 311,
+    "finit_module": 313,
+    "kexec_file_load": 320,
+    "bpf": 321,
+    "userfaultfd": 323,
+    "io_uring_setup": 425,
+    "io_uring_enter": 426,
+    "io_uring_register": 427,
+    "open_tree": 428,
+    "move_mount": 429,
+    "fsopen": 430,
+    "fsconfig": 431,
+    "fsmount": 432,
+    "fspick": 433,
     "mount_setattr": 442,
 }
 CLONE, CLONE3 = 56, 435
@@ -60,13 +92,13 @@ def program() -> bytes:
     # x32 ABI system calls have bit 30 set: refuse them all
     ins.append(_ins(BPF_JSET_K, 0, 1, 0x40000000))
     ins.append(_ins(BPF_RET_K, 0, 0, eperm))
-    for i, nr in enumerate(blocked):
+    for nr in blocked:
         ins.append(_ins(BPF_JEQ_K, 0, 1, nr))
         ins.append(_ins(BPF_RET_K, 0, 0, eperm))
     ins.append(_ins(BPF_JEQ_K, 0, 1, CLONE3))
     ins.append(_ins(BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | errno.ENOSYS))
     ins.append(_ins(BPF_JEQ_K, 0, 4, CLONE))
-    ins.append(_ins(BPF_LD_W_ABS, 0, 0, OFF_ARG0))       # low 32 bits of the flags
+    ins.append(_ins(BPF_LD_W_ABS, 0, 0, OFF_ARG0))  # low 32 bits of the flags
     ins.append(_ins(BPF_JSET_K, 0, 1, CLONE_NS_FLAGS))
     ins.append(_ins(BPF_RET_K, 0, 0, eperm))
     # two ALLOWs on purpose: the clone check's jumps land on the first (clone without namespace

@@ -7,6 +7,7 @@ the agent's unix socket (length-prefixed JSON, one answer per request), or -- wh
 socket -- in an ``execute_request`` whose answer is read only from the ``user_expressions`` of the
 reply to OUR message id; never from anything the student's code printed.
 """
+
 from __future__ import annotations
 
 import base64
@@ -21,14 +22,14 @@ from dataclasses import dataclass, field
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from . import kernel as kernel_mod
 from . import wire
 from .agent_src import AGENT
-from . import kernel as kernel_mod
 from .kernel import Limits, SandboxKernel
 
 INTERRUPT_GRACE = 3.0
-FLOOD_MESSAGES = 4   # a cell or call may send this many messages' worth (x message_bytes) in all
-PIDS_SLACK = 4   # threads a call may start and leave (its watchdog, a library's pool)
+FLOOD_MESSAGES = 4  # a cell or call may send this many messages' worth (x message_bytes) in all
+PIDS_SLACK = 4  # threads a call may start and leave (its watchdog, a library's pool)
 
 
 class KernelDied(RuntimeError):
@@ -49,34 +50,40 @@ class MessageTooLarge(RuntimeError):
 
 @dataclass
 class CellRun:
-    status: str                      # ok | error | timeout | dead | flood
+    status: str  # ok | error | timeout | dead | flood
     outputs: list = field(default_factory=list)
     ename: str = ""
     evalue: str = ""
     seconds: float = 0.0
     truncated: bool = False
-    too_large: bool = False          # a message above the cap was refused (its output is lost)
+    too_large: bool = False  # a message above the cap was refused (its output is lost)
 
 
 class Session:
     """A sandboxed kernel plus the agent; restartable."""
 
-    def __init__(self, slot: int, limits: Limits | None = None, files: dict | None = None, unsafe: bool = False,
-                 hidden_modules: tuple = ()):
+    def __init__(
+        self,
+        slot: int,
+        limits: Limits | None = None,
+        files: dict | None = None,
+        unsafe: bool = False,
+        hidden_modules: tuple = (),
+    ):
         self.slot, self.limits, self.files, self.unsafe = slot, limits or Limits(), dict(files or {}), unsafe
-        self.hidden_modules = tuple(hidden_modules)   # not importable in the kernel (the assignment's rules)
+        self.hidden_modules = tuple(hidden_modules)  # not importable in the kernel (the assignment's rules)
         self.kernel: SandboxKernel | None = None
         self.restarts = 0
-        self.reaped = 0     # runaway processes killed (fork bombs)
-        self.recovery_seconds = 0.0   # spent restarting kernels: on nobody's clock
+        self.reaped = 0  # runaway processes killed (fork bombs)
+        self.recovery_seconds = 0.0  # spent restarting kernels: on nobody's clock
         # budget hits of the kernel tree, over every kernel of this session (see usage())
         self.hits = {"oom_kill": 0, "pids_max": 0, "left_running": 0, "home_full": 0, "too_large": 0}
         self._cpu_done = 0.0
-        self._too_large = False   # set by _wait: a message of the current cell was refused
+        self._too_large = False  # set by _wait: a message of the current cell was refused
         self._calls_since_sync = False
         self._iopub_dropped = False
         self._sock = None
-        self.on_callback = _no_callbacks   # set by the trusted runner
+        self.on_callback = _no_callbacks  # set by the trusted runner
         self._pids_base = 0
         self._known_children: set = set()
 
@@ -87,7 +94,7 @@ class Session:
             self.kernel.add_files(files)
 
     # -- lifecycle -----------------------------------------------------------------------
-    def launch(self) -> "Session":
+    def launch(self) -> Session:
         """Spawn the kernel without waiting for it (pre-start the next student's kernel)."""
         self.kernel = SandboxKernel(self.slot, self.limits, unsafe=self.unsafe, hidden_modules=self.hidden_modules)
         if self.files:
@@ -95,11 +102,11 @@ class Session:
         self.kernel.launch()
         return self
 
-    def start(self) -> "Session":
+    def start(self) -> Session:
         if self.kernel is None:
             self.launch()
         self.kernel.connect()
-        if self.files and not self.unsafe:   # into the tmpfs home, before any student code runs
+        if self.files and not self.unsafe:  # into the tmpfs home, before any student code runs
             run = self.run_cell(_files_code(self.files), timeout=60, store_history=False)
             if run.status != "ok":
                 raise RuntimeError(f"could not copy the assignment's files: {run.ename}: {run.evalue}")
@@ -119,7 +126,7 @@ class Session:
                     sock.close()
                     time.sleep(0.01)
         self.kernel.lock_run_dir()
-        self.kernel.main_pid()   # known now, while it is the uid's only process
+        self.kernel.main_pid()  # known now, while it is the uid's only process
         cg = self.kernel.cgroup
         self._pids_base = cg.pids() if cg else 0
         self._known_children = set()
@@ -156,7 +163,7 @@ class Session:
 
     def _home_full(self) -> bool:
         pid = self.kernel.main_pid() if self.kernel is not None else None
-        try:   # the sandbox's own view of its home: its tmpfs, seen from here through /proc
+        try:  # the sandbox's own view of its home: its tmpfs, seen from here through /proc
             st = os.statvfs(f"/proc/{pid}/root/home/student") if pid else None
         except OSError:
             return False
@@ -197,7 +204,7 @@ class Session:
         if not new:
             return
         self.hits["left_running"] += len(new)
-        for _ in range(50):   # (they may still fork: kill until none but the known ones is alive)
+        for _ in range(50):  # (they may still fork: kill until none but the known ones is alive)
             for pid in new:
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -208,12 +215,12 @@ class Session:
                 break
             new |= alive
             time.sleep(0.01)
-        try:   # now zombies of the kernel: it must wait for them (each holds a process slot)
+        try:  # now zombies of the kernel: it must wait for them (each holds a process slot)
             self._request_socket({"op": "reap"}, 10, recover=False)
         except Exception:  # noqa: BLE001 - checked just below
             pass
         if new & set(kernel_mod._uid_processes(uid, zombies=True)):
-            self.restart()   # not gone: start afresh rather than leave the budget short
+            self.restart()  # not gone: start afresh rather than leave the budget short
 
     @property
     def client(self):
@@ -221,8 +228,14 @@ class Session:
 
     # -- low level -----------------------------------------------------------------------
     def _send(self, code: str, *, silent: bool, store_history: bool, user_expressions=None, metadata=None) -> str:
-        content = {"code": code, "silent": silent, "store_history": store_history,
-                   "user_expressions": user_expressions or {}, "allow_stdin": False, "stop_on_error": False}
+        content = {
+            "code": code,
+            "silent": silent,
+            "store_history": store_history,
+            "user_expressions": user_expressions or {},
+            "allow_stdin": False,
+            "stop_on_error": False,
+        }
         msg = self.client.session.msg("execute_request", content, metadata=metadata or {})
         self.client.shell_channel.send(msg)
         return msg["header"]["msg_id"]
@@ -230,11 +243,11 @@ class Session:
     def _wait(self, msg_id: str, timeout: float, collect: list | None, out_limit: int):
         """Wait for the reply to ``msg_id``; collect its outputs; enforce time and output limits."""
         deadline = time.monotonic() + timeout
-        hard_stop = deadline + INTERRUPT_GRACE   # absolute: nothing the kernel sends extends it
+        hard_stop = deadline + INTERRUPT_GRACE  # absolute: nothing the kernel sends extends it
         printed, reply, idle, truncated = 0, None, False, False
         interrupted_at = None
         shell, iopub = self.client.shell_channel, self.client.iopub_channel
-        poller = zmq.Poller()   # wake on the first message instead of sleeping in short polls
+        poller = zmq.Poller()  # wake on the first message instead of sleeping in short polls
         poller.register(shell.socket, zmq.POLLIN)
         poller.register(iopub.socket, zmq.POLLIN)
         monitor, shell_monitor = self.kernel.iopub_monitor, self.kernel.shell_monitor
@@ -242,7 +255,7 @@ class Session:
             if mon is not None:
                 poller.register(mon, zmq.POLLIN)
         dropped = flooded = False
-        received = 0   # what iopub brought during this wait, whoever it claims to be for
+        received = 0  # what iopub brought during this wait, whoever it claims to be for
         flood_limit = FLOOD_MESSAGES * self.limits.message_bytes
         while reply is None or not (idle or dropped):
             now = time.monotonic()
@@ -256,22 +269,23 @@ class Session:
             if not events and not self.kernel.alive():
                 raise KernelDied("the kernel died")
             while monitor is not None and monitor.poll(0):
-                recv_monitor_message(monitor)   # iopub lost a message above the cap: no "idle" to wait for
+                recv_monitor_message(monitor)  # iopub lost a message above the cap: no "idle" to wait for
                 dropped = self._too_large = True
             if shell_monitor is not None and shell_monitor.poll(0) and reply is None:
                 # the reply went down with the connection (above the cap) -- or the kernel died: ask it
                 recv_monitor_message(shell_monitor)
-                if self._answers(hard_stop):   # alive, so the cell is over: its reply was refused
+                if self._answers(hard_stop):  # alive, so the cell is over: its reply was refused
                     self.kernel.reconnect_shell()
-                    self._iopub_dropped = dropped   # (its error message was likely refused on iopub too)
-                    raise MessageTooLarge(f"the kernel's reply was above the cap of {self.limits.message_bytes} "
-                                          "bytes: refused")
+                    self._iopub_dropped = dropped  # (its error message was likely refused on iopub too)
+                    raise MessageTooLarge(
+                        f"the kernel's reply was above the cap of {self.limits.message_bytes} bytes: refused"
+                    )
                 raise KernelDied("the kernel died")
             while shell.msg_ready() and time.monotonic() < hard_stop:
                 m = shell.get_msg(timeout=0)
                 if m["parent_header"].get("msg_id") == msg_id:
                     reply = m
-            while not flooded and iopub.msg_ready() and time.monotonic() < hard_stop:   # a flood cannot keep us
+            while not flooded and iopub.msg_ready() and time.monotonic() < hard_stop:  # a flood cannot keep us
                 m = iopub.get_msg(timeout=0)
                 t, c = m["msg_type"], m["content"]
                 size = _size(c)
@@ -296,10 +310,10 @@ class Session:
                 elif t in ("stream", "display_data", "execute_result", "error"):
                     printed += size
                     if printed > out_limit:
-                        if collect is None:   # a proxied call: a flood is a failure
+                        if collect is None:  # a proxied call: a flood is a failure
                             self.kernel.interrupt()
                             raise OutputFlood(f"printed more than {out_limit} characters")
-                        if not truncated:     # a cell: stop it, keep what it printed so far
+                        if not truncated:  # a cell: stop it, keep what it printed so far
                             self.kernel.interrupt()
                         truncated = True
                         continue
@@ -330,7 +344,7 @@ class Session:
                     continue
                 m = iopub.get_msg(timeout=0)
                 if m["parent_header"].get("msg_id") == mid:
-                    while self.client.shell_channel.msg_ready():   # (the kernel_info replies)
+                    while self.client.shell_channel.msg_ready():  # (the kernel_info replies)
                         self.client.shell_channel.get_msg(timeout=0)
                     return True
         return False
@@ -378,7 +392,7 @@ class Session:
                 if iopub.get_msg(timeout=0)["parent_header"].get("msg_id") == mid:
                     return
             if not events and not k.alive():
-                return   # dead: the next step finds out and restarts it
+                return  # dead: the next step finds out and restarts it
 
     # -- cells ---------------------------------------------------------------------------
     def run_cell(self, code: str, timeout: float = 30, store_history: bool = True) -> CellRun:
@@ -391,13 +405,18 @@ class Session:
             msg_id = self._send(code, silent=False, store_history=store_history)
             content, status, timed_out, truncated = self._wait(msg_id, timeout, outputs, self.limits.cell_output_chars)
         except KernelDied:
-            return CellRun("dead", outputs, "DeadKernelError", "the kernel died while running this cell "
-                           "(os._exit, a crash, or a resource limit)", time.monotonic() - t0)
-        except CallTimeout as exc:   # (before `except Exception`: CallTimeout is one)
+            return CellRun(
+                "dead",
+                outputs,
+                "DeadKernelError",
+                "the kernel died while running this cell (os._exit, a crash, or a resource limit)",
+                time.monotonic() - t0,
+            )
+        except CallTimeout as exc:  # (before `except Exception`: CallTimeout is one)
             seconds = time.monotonic() - t0
             self.restart()
             return CellRun("timeout", outputs, "TimeoutError", str(exc), seconds)
-        except MessageTooLarge as exc:   # the cell is over (its reply was its last word); the kernel keeps its state
+        except MessageTooLarge as exc:  # the cell is over (its reply was its last word); the kernel keeps its state
             seconds = time.monotonic() - t0
             self.hits["too_large"] += 1
             if self._iopub_dropped:
@@ -409,31 +428,50 @@ class Session:
         except Exception as exc:  # noqa: BLE001 - a garbled channel: the kernel is unusable
             seconds = time.monotonic() - t0
             self.restart()
-            return CellRun("dead", outputs, "DeadKernelError", f"the kernel's channel broke ({type(exc).__name__})",
-                           seconds)
+            return CellRun(
+                "dead", outputs, "DeadKernelError", f"the kernel's channel broke ({type(exc).__name__})", seconds
+            )
         if status != "ok" or timed_out:
             self._reap()
         cg = self.kernel.cgroup if self.kernel is not None else None
-        if cg is not None and store_history:   # children a cell leaves running are the student's own
+        if cg is not None and store_history:  # children a cell leaves running are the student's own
             self._known_children = set()
             if cg.pids() > self._pids_base + PIDS_SLACK:
                 self._known_children = set(kernel_mod._uid_processes(self.kernel.uid)) - {self.kernel.main_pid()}
         too_large = self._too_large
         if too_large:
-            outputs.append({"output_type": "stream", "name": "stdout",
-                            "text": f"\n[output too large: a message above {self.limits.message_bytes} bytes, or "
-                                    f"more than {FLOOD_MESSAGES} such, was refused by the grader]\n"})
+            outputs.append(
+                {
+                    "output_type": "stream",
+                    "name": "stdout",
+                    "text": f"\n[output too large: a message above {self.limits.message_bytes} bytes, or "
+                    f"more than {FLOOD_MESSAGES} such, was refused by the grader]\n",
+                }
+            )
         elif truncated:
-            outputs.append({"output_type": "stream", "name": "stdout",
-                            "text": f"\n[output truncated by the grader: more than {self.limits.cell_output_chars} characters]\n"})
+            outputs.append(
+                {
+                    "output_type": "stream",
+                    "name": "stdout",
+                    "text": f"\n[output truncated by the grader: more than {self.limits.cell_output_chars} characters]\n",
+                }
+            )
         seconds = time.monotonic() - t0
         if timed_out:
-            return CellRun("timeout", outputs, "TimeoutError", f"cell interrupted after {timeout:.0f} s", seconds,
-                           truncated, too_large)
+            return CellRun(
+                "timeout",
+                outputs,
+                "TimeoutError",
+                f"cell interrupted after {timeout:.0f} s",
+                seconds,
+                truncated,
+                too_large,
+            )
         if status == "ok":
             return CellRun("ok", outputs, seconds=seconds, truncated=truncated, too_large=too_large)
-        return CellRun("error", outputs, content.get("ename", "Error"), content.get("evalue", ""), seconds, truncated,
-                       too_large)
+        return CellRun(
+            "error", outputs, content.get("ename", "Error"), content.get("evalue", ""), seconds, truncated, too_large
+        )
 
     # -- requests to the agent -----------------------------------------------------------
     def request(self, req: dict, timeout: float) -> dict:
@@ -467,8 +505,9 @@ class Session:
                 size = struct.unpack("!Q", _recv_exact(sock, 8, deadline))[0]
                 if size > limit:
                     self.restart()
-                    raise wire.WireError(f"reply of {size} bytes refused (the limit is {limit}): the kernel was "
-                                         "restarted")
+                    raise wire.WireError(
+                        f"reply of {size} bytes refused (the limit is {limit}): the kernel was restarted"
+                    )
                 data = _recv_exact(sock, size, deadline)
                 if not data.startswith(b'{"cb"'):
                     break
@@ -478,15 +517,18 @@ class Session:
                 out = json.dumps(self.on_callback(data)).encode()
                 sock.sendall(struct.pack("!Q", len(out)) + out)
                 deadline += time.monotonic() - t0
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             # the watchdog could not stop it (C code, or the agent was replaced): kill, start afresh
             self.restart()
             raise CallTimeout(f"no answer within {timeout:.0f} s: the kernel was restarted") from None
         except (OSError, EOFError, struct.error) as exc:
             alive = self.kernel is not None and self.kernel.alive()
             self.restart()
-            raise KernelDied("the kernel died during the call" if not alive else
-                             f"the grader's channel to the kernel broke ({type(exc).__name__}); restarted") from None
+            raise KernelDied(
+                "the kernel died during the call"
+                if not alive
+                else f"the grader's channel to the kernel broke ({type(exc).__name__}); restarted"
+            ) from None
         try:
             answer = json.loads(data)
         except (ValueError, RecursionError) as exc:
@@ -515,7 +557,7 @@ class Session:
         self.reaped += killed
         if not kernel_mod.leftovers(self.kernel.uid, self.kernel.main_pid()):
             return
-        try:   # killed children of the kernel are zombies (each holds a process slot) until it waits
+        try:  # killed children of the kernel are zombies (each holds a process slot) until it waits
             if self._sock is not None:
                 self._request_socket({"op": "reap"}, 10, recover=False)
         except Exception:  # noqa: BLE001 - checked just below
@@ -526,8 +568,9 @@ class Session:
 
     def _request_execute(self, req: dict, timeout: float) -> dict:
         """The slow path (no socket): an execute_request whose user expression is the answer."""
-        msg_id = self._send("", silent=True, store_history=False,
-                            user_expressions={"r": "__sg_call__()"}, metadata={"sg": req})
+        msg_id = self._send(
+            "", silent=True, store_history=False, user_expressions={"r": "__sg_call__()"}, metadata={"sg": req}
+        )
         try:
             content, status, timed_out, _ = self._wait(msg_id, timeout, None, self.limits.call_output_chars)
         except (CallTimeout, OutputFlood):
@@ -547,8 +590,10 @@ class Session:
         expr = (content.get("user_expressions") or {}).get("r")
         if not isinstance(expr, dict) or expr.get("status") != "ok":
             evalue = expr.get("evalue", "") if isinstance(expr, dict) else ""
-            raise wire.WireError(f"the grader's agent in your kernel did not answer ({evalue[:200]}) — "
-                                 "did your code replace or delete it?")
+            raise wire.WireError(
+                f"the grader's agent in your kernel did not answer ({evalue[:200]}) — "
+                "did your code replace or delete it?"
+            )
         text = (expr.get("data") or {}).get("text/plain")
         if not isinstance(text, str):
             raise wire.WireError("the agent's answer is not text")
@@ -583,9 +628,11 @@ def _recv_exact(sock, n: int, deadline: float) -> bytes:
 def _files_code(files: dict) -> str:
     """A cell writing the assignment's files into the kernel's home (run before any student code)."""
     blobs = {os.path.basename(k): base64.b64encode(v).decode("ascii") for k, v in files.items()}
-    return ("def __sg_files__(blobs):\n    import base64\n    for name, b in blobs.items():\n"
-            "        with open(name, 'wb') as fh:\n            fh.write(base64.b64decode(b))\n"
-            f"__sg_files__({blobs!r})\ndel __sg_files__\n")
+    return (
+        "def __sg_files__(blobs):\n    import base64\n    for name, b in blobs.items():\n"
+        "        with open(name, 'wb') as fh:\n            fh.write(base64.b64decode(b))\n"
+        f"__sg_files__({blobs!r})\ndel __sg_files__\n"
+    )
 
 
 def _size(c: dict) -> int:
@@ -600,8 +647,12 @@ def _to_output(msg_type: str, c: dict) -> dict:
     if msg_type == "stream":
         return {"output_type": "stream", "name": c.get("name", "stdout"), "text": c.get("text", "")}
     if msg_type == "error":
-        return {"output_type": "error", "ename": c.get("ename", ""), "evalue": c.get("evalue", ""),
-                "traceback": c.get("traceback", [])}
+        return {
+            "output_type": "error",
+            "ename": c.get("ename", ""),
+            "evalue": c.get("evalue", ""),
+            "traceback": c.get("traceback", []),
+        }
     out = {"output_type": msg_type, "data": c.get("data", {}), "metadata": c.get("metadata", {})}
     if msg_type == "execute_result":
         out["execution_count"] = c.get("execution_count")

@@ -9,6 +9,7 @@ agent's socket with its arguments as data (``TrustedRunner.callback``).
 No student code ever runs in this process, so patching checkers, ``assert_allclose``, IPython
 or the gradebook from the notebook has no effect on the verdict.
 """
+
 from __future__ import annotations
 
 import ast
@@ -30,8 +31,9 @@ import numpy as np
 from . import wire
 from .session import CallTimeout, Session
 
-_BUILTIN_EXC = {name: obj for name, obj in vars(builtins).items()
-                if isinstance(obj, type) and issubclass(obj, Exception)}
+_BUILTIN_EXC = {
+    name: obj for name, obj in vars(builtins).items() if isinstance(obj, type) and issubclass(obj, Exception)
+}
 
 
 class StudentError(Exception):
@@ -73,12 +75,12 @@ class Remote:
     def __getattr__(self, attr):
         if attr.startswith("__") and attr.endswith("__"):
             raise AttributeError(attr)
-        return self._runner.remote_op({"op": "getattr", "target": self._node, "attr": attr},
-                                      f"{self._label}.{attr}")
+        return self._runner.remote_op({"op": "getattr", "target": self._node, "attr": attr}, f"{self._label}.{attr}")
 
     def __getitem__(self, key):
-        return self._runner.remote_op({"op": "getitem", "target": self._node,
-                                       "key": wire.encode(key, self._runner.ship)}, f"{self._label}[...]")
+        return self._runner.remote_op(
+            {"op": "getitem", "target": self._node, "key": wire.encode(key, self._runner.ship)}, f"{self._label}[...]"
+        )
 
     @property
     def __wrapped__(self):
@@ -103,7 +105,7 @@ class Remote:
         return f"<student {self._info.get('type', 'object')} {self._label}>"
 
     # arithmetic with a student object (hw3's traced Node) is done by the object, in the sandbox
-    __array_ufunc__ = None   # ndarray (op) Remote must call Remote's reflected operator
+    __array_ufunc__ = None  # ndarray (op) Remote must call Remote's reflected operator
 
     def _binop(self, name, other=None, reflected=False):
         req = {"op": "binop", "name": name, "target": self._node, "reflected": reflected}
@@ -111,18 +113,41 @@ class Remote:
             req["other"] = wire.encode(other, self._runner.ship)
         return self._runner.remote_op(req, f"{self._label} {name}")
 
-    def __add__(self, o): return self._binop("add", o)
-    def __radd__(self, o): return self._binop("add", o, True)
-    def __sub__(self, o): return self._binop("sub", o)
-    def __rsub__(self, o): return self._binop("sub", o, True)
-    def __mul__(self, o): return self._binop("mul", o)
-    def __rmul__(self, o): return self._binop("mul", o, True)
-    def __truediv__(self, o): return self._binop("truediv", o)
-    def __rtruediv__(self, o): return self._binop("truediv", o, True)
-    def __matmul__(self, o): return self._binop("matmul", o)
-    def __rmatmul__(self, o): return self._binop("matmul", o, True)
-    def __pow__(self, o): return self._binop("pow", o)
-    def __neg__(self): return self._binop("neg")
+    def __add__(self, o):
+        return self._binop("add", o)
+
+    def __radd__(self, o):
+        return self._binop("add", o, True)
+
+    def __sub__(self, o):
+        return self._binop("sub", o)
+
+    def __rsub__(self, o):
+        return self._binop("sub", o, True)
+
+    def __mul__(self, o):
+        return self._binop("mul", o)
+
+    def __rmul__(self, o):
+        return self._binop("mul", o, True)
+
+    def __truediv__(self, o):
+        return self._binop("truediv", o)
+
+    def __rtruediv__(self, o):
+        return self._binop("truediv", o, True)
+
+    def __matmul__(self, o):
+        return self._binop("matmul", o)
+
+    def __rmatmul__(self, o):
+        return self._binop("matmul", o, True)
+
+    def __pow__(self, o):
+        return self._binop("pow", o)
+
+    def __neg__(self):
+        return self._binop("neg")
 
 
 class TrustedRunner:
@@ -134,8 +159,8 @@ class TrustedRunner:
         self.ns: dict = {"__name__": "__main__", "__builtins__": builtins}
         self.calls = 0
         self.call_seconds = 0.0
-        self.budget: float | None = None   # seconds of calls left to the submission (None: no budget)
-        self.callbacks: list = []   # instructor functions handed to student code, by number
+        self.budget: float | None = None  # seconds of calls left to the submission (None: no budget)
+        self.callbacks: list = []  # instructor functions handed to student code, by number
         self.callback_calls = 0
         session.on_callback = self.callback
 
@@ -149,7 +174,7 @@ class TrustedRunner:
         t0, recovery0 = time.perf_counter(), self.session.recovery_seconds
         try:
             answer = self.session.request(req, timeout)
-        finally:   # a kernel restart inside the call is on nobody's clock
+        finally:  # a kernel restart inside the call is on nobody's clock
             took = time.perf_counter() - t0 - (self.session.recovery_seconds - recovery0)
             self.calls += 1
             self.call_seconds += took
@@ -163,10 +188,14 @@ class TrustedRunner:
         return wire.decode(node, lambda hid, info: Remote(self, {"t": "handle", "id": hid}, info, label))
 
     def call(self, target_node, args, kwargs):
-        req = {"op": "call", "target": target_node,
-               "args": [wire.encode(a, self.ship) for a in args],
-               "kwargs": [[k, wire.encode(v, self.ship)] for k, v in kwargs.items()],
-               "warnings_error": escalated_warnings(), "trace_memory": tracemalloc.is_tracing()}
+        req = {
+            "op": "call",
+            "target": target_node,
+            "args": [wire.encode(a, self.ship) for a in args],
+            "kwargs": [[k, wire.encode(v, self.ship)] for k, v in kwargs.items()],
+            "warnings_error": escalated_warnings(),
+            "trace_memory": tracemalloc.is_tracing(),
+        }
         label = target_node.get("v", "object") if target_node["t"] == "name" else "result"
         answer = self._answer(req, label)
         mirror_peak(answer.get("peak"))
@@ -181,9 +210,16 @@ class TrustedRunner:
             return False, None
         node = answer["r"]
         if node.get("t") == "handle":
-            return True, Remote(self, {"t": "name", "v": name}, {
-                "callable": bool(node.get("callable")), "type": str(node.get("type", ""))[:100],
-                "source": str(node.get("source", ""))[:200_000]}, name)
+            return True, Remote(
+                self,
+                {"t": "name", "v": name},
+                {
+                    "callable": bool(node.get("callable")),
+                    "type": str(node.get("type", ""))[:100],
+                    "source": str(node.get("source", ""))[:200_000],
+                },
+                name,
+            )
         return True, self._decode(node, name)
 
     # -- instructor functions called by student code ---------------------------------------
@@ -227,6 +263,7 @@ class TrustedRunner:
             self.callback_calls += 1
             if "levels" in key:
                 import torch
+
                 levels = [int(m) for m in key["levels"]]
                 z = [torch.as_tensor(np.asarray(a)) for a in args]
                 out = tuple(o.detach() for o in _derivative_map(fn, levels, z))
@@ -250,8 +287,11 @@ class TrustedRunner:
         g = None
         for name in sorted(_referenced_names(fn.__code__)):
             value = fn.__globals__.get(name)
-            if value is None or isinstance(value, (types.ModuleType, type, Remote)) or \
-                    not (isinstance(value, (types.FunctionType, types.SimpleNamespace))):
+            if (
+                value is None
+                or isinstance(value, (types.ModuleType, type, Remote))
+                or not (isinstance(value, (types.FunctionType, types.SimpleNamespace)))
+            ):
                 continue
             exists, theirs = self.describe(name)
             if exists and isinstance(theirs, Remote):
@@ -281,8 +321,10 @@ class TrustedRunner:
 
     def snapshot(self) -> dict:
         """The grader's names now (random generators copied: later cells must not advance them)."""
-        return {k: copy.deepcopy(v) if isinstance(v, (np.random.Generator, np.random.RandomState)) else v
-                for k, v in self.ns.items()}
+        return {
+            k: copy.deepcopy(v) if isinstance(v, (np.random.Generator, np.random.RandomState)) else v
+            for k, v in self.ns.items()
+        }
 
     def restore(self, snapshot: dict) -> None:
         """Back to a snapshot, IN the same dict: functions defined earlier read their globals from it."""
@@ -304,7 +346,7 @@ class TrustedRunner:
         return True, out.getvalue(), ""
 
 
-_TRACE_DOMAIN = 0x53470000   # a tracemalloc domain of the grader's own (NumPy's is 389047)
+_TRACE_DOMAIN = 0x53470000  # a tracemalloc domain of the grader's own (NumPy's is 389047)
 
 
 def mirror_peak(peak) -> None:
@@ -334,9 +376,13 @@ def escalated_warnings() -> list[str]:
     RuntimeWarning)``): the call carries them so the kernel, where the student's code runs, does too."""
     out = []
     for category in WARNING_CATEGORIES:
-        for action, message, cat, module, lineno in warnings.filters:   # the first match decides
-            if (message is None or message.pattern == "") and module is None and lineno == 0 \
-                    and issubclass(category, cat):
+        for action, message, cat, module, lineno in warnings.filters:  # the first match decides
+            if (
+                (message is None or message.pattern == "")
+                and module is None
+                and lineno == 0
+                and issubclass(category, cat)
+            ):
                 if action == "error":
                     out.append(category.__name__)
                 break
@@ -354,6 +400,7 @@ def _referenced_names(code: types.CodeType) -> set:
 def _derivative_map(fn, levels: list, z: list) -> tuple:
     """Level ``len(levels)`` of ``fn`` at ``z`` (see TrustedRunner.callback), by torch.autograd here."""
     import torch
+
     if not levels:
         out = fn(*z)
         return tuple(out) if isinstance(out, (tuple, list)) else (out,)
@@ -363,6 +410,11 @@ def _derivative_map(fn, levels: list, z: list) -> tuple:
     with torch.enable_grad():
         outs = _derivative_map(fn, levels[:-1], xs)
         pairs = [(o, g) for o, g in zip(outs, z[m:]) if isinstance(o, torch.Tensor) and o.requires_grad]
-        grads = (torch.autograd.grad([o for o, _ in pairs], xs, grad_outputs=[g for _, g in pairs],
-                                     create_graph=True, allow_unused=True) if pairs else (None,) * m)
+        grads = (
+            torch.autograd.grad(
+                [o for o, _ in pairs], xs, grad_outputs=[g for _, g in pairs], create_graph=True, allow_unused=True
+            )
+            if pairs
+            else (None,) * m
+        )
     return tuple(torch.zeros_like(x) if g is None else g for x, g in zip(xs, grads))

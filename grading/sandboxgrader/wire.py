@@ -13,6 +13,7 @@ The trusted side (this module) never unpickles and never evaluates what comes ba
 rebuilt from their header after checking dtype (bool, int, uint, float, complex — no object,
 structured or datetime dtypes), shape and byte count; nesting, lengths and sizes are capped.
 """
+
 from __future__ import annotations
 
 import ast
@@ -38,6 +39,7 @@ class WireError(ValueError):
 
 
 # ------------------------------------------------------------------------------------ decode
+
 
 def parse_reply_text(text: str, limit: int) -> dict:
     """The kernel answers with the repr of a JSON string: a Python string literal."""
@@ -80,7 +82,7 @@ def decode_array(b64: str) -> np.ndarray:
     if not all(isinstance(s, int) and 0 <= s for s in shape) or len(shape) > 32:
         raise WireError(f"bad shape {shape}")
     count = math.prod(shape)
-    body = raw[fh.tell():]
+    body = raw[fh.tell() :]
     if len(body) != count * dtype.itemsize:
         raise WireError(f"array body has {len(body)} bytes, shape {shape} of {dtype} needs {count * dtype.itemsize}")
     arr = np.frombuffer(body, dtype=dtype, count=count).copy()
@@ -130,13 +132,17 @@ def decode(node, make_handle, depth: int = 0):
             out[key] = decode(pair[1], make_handle, depth + 1)
         return out
     if t == "handle" and isinstance(node.get("id"), int):
-        info = {"callable": bool(node.get("callable")), "type": str(node.get("type", ""))[:100],
-                "source": str(node.get("source", ""))[:200_000]}
+        info = {
+            "callable": bool(node.get("callable")),
+            "type": str(node.get("type", ""))[:100],
+            "source": str(node.get("source", ""))[:200_000],
+        }
         return make_handle(node["id"], info)
     raise WireError(f"unexpected node of type {t!r}")
 
 
 # ------------------------------------------------------------------------------------ encode
+
 
 def encode_array(arr: np.ndarray) -> str:
     if arr.dtype.kind not in ALLOWED_KINDS or arr.dtype.fields is not None:

@@ -5,14 +5,15 @@ temporary folder; the users carry a random prefix and are deleted at the end wit
 Everything the hub started is stopped, pass or fail (hubctl.stop_hub). Without root or Chromium
 the test skips locally and FAILS under CI=true: a CI that skips the hub tests tests nothing.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import pwd
 import secrets
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,9 +39,17 @@ CHP = HUB / "proxy" / "node_modules" / ".bin" / "configurable-http-proxy"
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = ROOT / "build" / "hub"
 # as tests/browser/conftest.py launches it
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 AID = "hw1_matrix_gradients"
 
 
@@ -55,7 +64,7 @@ class Hub:
     url: str
     course_id: str
     exchange: Path
-    course: Path                      # the instructor's course folder
+    course: Path  # the instructor's course folder
     instructor: str
     students: list
     passwords: dict
@@ -70,9 +79,11 @@ def seed_lab_settings(user: str) -> None:
     """What the browser tests pre-seed too: no news toast, every cell in the DOM, kernels start."""
     home = Path(pwd.getpwnam(user).pw_dir)
     base = home / ".jupyter" / "lab" / "user-settings" / "@jupyterlab"
-    for rel, values in [("apputils-extension/notification", {"fetchNews": "false", "checkForUpdates": False}),
-                        ("notebook-extension/tracker", {"windowingMode": "none", "autoStartDefaultKernel": True}),
-                        ("docmanager-extension/plugin", {"autosave": False})]:
+    for rel, values in [
+        ("apputils-extension/notification", {"fetchNews": "false", "checkForUpdates": False}),
+        ("notebook-extension/tracker", {"windowingMode": "none", "autoStartDefaultKernel": True}),
+        ("docmanager-extension/plugin", {"autosave": False}),
+    ]:
         path = base / f"{rel}.jupyterlab-settings"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(values))
@@ -91,7 +102,7 @@ def hub():
     # a CI timeout's SIGTERM must still run the clean-up below (stop the hub, delete the users)
     signal.signal(signal.SIGTERM, _interrupt)
     course_id = hubctl.course_settings()["course_id"]
-    prefix = "ht" + secrets.token_hex(3)   # throw-away users: ht<6 hex><role>
+    prefix = "ht" + secrets.token_hex(3)  # throw-away users: ht<6 hex><role>
     instructor, students = f"{prefix}i", [f"{prefix}a", f"{prefix}b"]
     users = [instructor, *students]
     base = Path(tempfile.mkdtemp(prefix="course-hub-test-", dir="/tmp"))
@@ -108,8 +119,15 @@ def hub():
         state.mkdir(mode=0o711)
         hubctl.make_exchange(exchange)
         hubctl.write_etc(state / "etc", course_id, exchange)
-        settings = hubctl.hub_settings(HUB_VENV, state, CHP, hubctl.free_port(), exchange,
-                                       {"instructors": [instructor], "students": students}, course_id)
+        settings = hubctl.hub_settings(
+            HUB_VENV,
+            state,
+            CHP,
+            hubctl.free_port(),
+            exchange,
+            {"instructors": [instructor], "students": students},
+            course_id,
+        )
         settings["service_token"] = secrets.token_hex(32)
         log = open(log_path, "wb")
         proc = hubctl.start_hub(HUB_VENV, state, settings, log)
@@ -118,13 +136,25 @@ def hub():
         # Servers start (≈ 20-30 s each on a loaded machine) while the course folder is being made:
         # the logins find them up.
         for u in users:
-            req = urllib.request.Request(f"{url}/hub/api/users/{u}/server", method="POST",
-                                         headers={"Authorization": f"token {settings['service_token']}"})
+            req = urllib.request.Request(
+                f"{url}/hub/api/users/{u}/server",
+                method="POST",
+                headers={"Authorization": f"token {settings['service_token']}"},
+            )
             urllib.request.urlopen(req, timeout=60).close()
         course = hubctl.install_course(instructor, course_id)
         print(f"\nhub up, users made, course installed: {time.monotonic() - t0:.0f} s")
-        yield Hub(url=url, course_id=course_id, exchange=exchange, course=course, instructor=instructor,
-                  students=students, passwords=passwords, log=log_path, proc=proc)
+        yield Hub(
+            url=url,
+            course_id=course_id,
+            exchange=exchange,
+            course=course,
+            instructor=instructor,
+            students=students,
+            passwords=passwords,
+            log=log_path,
+            proc=proc,
+        )
     finally:
         if proc is not None:
             hubctl.stop_hub(proc, users)
@@ -150,6 +180,7 @@ def _exists(user: str) -> bool:
 @pytest.fixture(scope="session")
 def browser():
     from playwright.sync_api import sync_playwright
+
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:

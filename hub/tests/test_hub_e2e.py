@@ -10,6 +10,7 @@
 5. from A's own kernel: B's home, B's submission, every feedback page, the instructor's course
    folder (solutions, gradebook) and B's server are all out of reach.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,13 +21,12 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-import pytest
 from playwright.sync_api import expect
+from test_student_validate import WRONG, answered, expected_failure, grade_id, solution_regions, src
 
 import jlab
 from conftest import AID, ROOT, shot_name
 from coursegrader import nbutil
-from test_student_validate import WRONG, answered, expected_failure, grade_id, solution_regions, src
 
 NB_REL = f"{AID}/{AID}.ipynb"
 RELEASE = ROOT / "assignments" / AID / f"{AID}.ipynb"
@@ -55,12 +55,16 @@ def answers(only: set | None = None, wrong: bool = False) -> dict[int, str]:
 def points(grade_ids: set | None = None) -> float:
     """Points of hw1's test cells (of those testing `grade_ids` answers)."""
     cells = [c for c in nbutil.read_nb(SOURCE)["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
-    return sum(float(c["metadata"]["nbgrader"]["points"]) for c in cells
-               if grade_ids is None or grade_id(c).replace("-test", "-sol") in grade_ids)
+    return sum(
+        float(c["metadata"]["nbgrader"]["points"])
+        for c in cells
+        if grade_ids is None or grade_id(c).replace("-test", "-sol") in grade_ids
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # a person in front of the browser
+
 
 def login(contexts, browser, hub, user: str):
     ctx = browser.new_context(viewport={"width": 1400, "height": 900}, device_scale_factor=1)
@@ -141,14 +145,17 @@ def make(hub, *args) -> str:
     """A make target of the instructor's course folder, run by root as the grading node runs it."""
     env = {**os.environ, "EXCHANGE": str(hub.exchange), "CI": os.environ.get("CI", "")}
     # the repository's .venv, as it is (INSTALL_INPUTS empty: never reinstalled from the copy)
-    r = subprocess.run(["make", "--no-print-directory", "-C", str(hub.course), f"VENV={ROOT / '.venv'}",
-                        "INSTALL_INPUTS=", *args],
-                       env=env, capture_output=True, text=True)
+    r = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(hub.course), f"VENV={ROOT / '.venv'}", "INSTALL_INPUTS=", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, f"make {' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return r.stdout
 
 
-PROBE = r'''
+PROBE = r"""
 import json, os
 result = {}
 for label, path in PATHS.items():
@@ -163,7 +170,7 @@ for label, path in PATHS.items():
     except FileNotFoundError:
         result[label] = "missing"
 print("PROBE " + json.dumps(result))
-'''
+"""
 
 
 def test_course_on_the_hub(hub, browser, contexts):
@@ -225,8 +232,11 @@ def test_course_on_the_hub(hub, browser, contexts):
     assert re.search(rf"^collected,{b},{AID},", report, re.M), report
     assert re.search(rf"^duplicate,{b},{AID},", report, re.M), report  # B's first submission
     latest_b = submissions(hub, b)[-1]
-    assert (hub.course / "grading" / "submitted" / b / AID / "timestamp.txt").read_text().startswith(
-        latest_b.name.split("+")[2][:19]), "the latest submission's time is kept"
+    assert (
+        (hub.course / "grading" / "submitted" / b / AID / "timestamp.txt")
+        .read_text()
+        .startswith(latest_b.name.split("+")[2][:19])
+    ), "the latest submission's time is kept"
     make(hub, "autograde")
     make(hub, "feedback")
     subprocess.run(["chown", "-R", f"{inst}:", str(hub.course)], check=True)  # back to the instructor
@@ -249,7 +259,8 @@ def test_course_on_the_hub(hub, browser, contexts):
         expect(fetch).to_be_visible(timeout=LONG)
         fetch.click()
         expect(tab.locator("#submitted_assignments_list").get_by_text("(view feedback)").first).to_be_visible(
-            timeout=LONG)
+            timeout=LONG
+        )
         if user == a:
             page.screenshot(path=str(shot_name("hub-student-feedback-fetched")))
         folder = hub.home(user) / AID / "feedback"
@@ -266,8 +277,9 @@ def test_course_on_the_hub(hub, browser, contexts):
     assert re.search(rf"Score: {b_latest:g}(\.0)? / {total:g}", pages[b]), pages[b][:1500]
     release_nb = nbutil.read_nb(RELEASE)
     k = next(i for i, c in enumerate(release_nb["cells"]) if grade_id(c) == WRONG[0])
-    message = expected_failure(release_nb, answered(src(release_nb["cells"][k]), WRONG[1]),
-                               WRONG[0].replace("-sol", "-test"))
+    message = expected_failure(
+        release_nb, answered(src(release_nb["cells"][k]), WRONG[1]), WRONG[0].replace("-sol", "-test")
+    )
     assert "gradient check FAILED" in message and message.split(" (")[0] in pages[b], pages[b][:3000]
     pb.get_by_text(message.split(" (")[0]).first.scroll_into_view_if_needed()
     pb.screenshot(path=str(shot_name("hub-student-feedback")))
@@ -291,11 +303,20 @@ def test_course_on_the_hub(hub, browser, contexts):
     }
     for label, path in targets.items():
         assert path.exists(), f"{label}: {path} does not exist, the probe would prove nothing"
-    probe = {"cells": [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
-                        "source": f"PATHS = {json.dumps({k: str(v) for k, v in targets.items()})}\n" + PROBE}],
-             "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)",
-                                         "language": "python"}},
-             "nbformat": 4, "nbformat_minor": 5}
+    probe = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "execution_count": None,
+                "outputs": [],
+                "source": f"PATHS = {json.dumps({k: str(v) for k, v in targets.items()})}\n" + PROBE,
+            }
+        ],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
     (hub.home(a) / "probe.ipynb").write_text(json.dumps(probe))
     subprocess.run(["chown", f"{a}:", str(hub.home(a) / "probe.ipynb")], check=True)
     open_notebook(pa, hub, a, "probe.ipynb")

@@ -11,6 +11,7 @@ so the notebooks the browser edits, runs and saves are never the repository's. I
 workspaces, runtime and config folders are throw-away too, news and update checks are off, the
 token is random and the server is stopped by its PID.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,9 +35,17 @@ VENV_BIN = Path(sys.executable).parent
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(os.environ.get("BROWSER_ARTIFACTS", ROOT / "build" / "browser"))
 SCREENSHOTS = ARTIFACTS / "screenshots"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 IN_CI = os.environ.get("CI", "").lower() == "true"
 INSTALL_HINT = "install it with `apt-get update && apt-get install -y chromium` (never `playwright install`)"
 
@@ -53,8 +62,7 @@ def pytest_ignore_collect(collection_path, config):
 def unavailable(reason: str):
     """Skip locally, fail in CI: a CI that silently skips the browser tests tests nothing."""
     if IN_CI:
-        pytest.fail(f"{reason} (CI=true: the browser tests must run in CI; .ci/run installs chromium)",
-                    pytrace=False)
+        pytest.fail(f"{reason} (CI=true: the browser tests must run in CI; .ci/run installs chromium)", pytrace=False)
     pytest.skip(reason)
 
 
@@ -116,8 +124,18 @@ def free_port() -> int:
 # ---------------------------------------------------------------------------------------------
 # The course copy and the JupyterLab server
 
-COPY_IGNORE = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "*.db", "submitted", "autograded",
-                                     "feedback", "reports", ".work", "release_solutions", "*.pyc")
+COPY_IGNORE = shutil.ignore_patterns(
+    ".ipynb_checkpoints",
+    "__pycache__",
+    "*.db",
+    "submitted",
+    "autograded",
+    "feedback",
+    "reports",
+    ".work",
+    "release_solutions",
+    "*.pyc",
+)
 
 
 @pytest.fixture(scope="session")
@@ -141,8 +159,9 @@ class Lab:
     log: Path
 
     def api(self, path: str, method: str = "GET"):
-        req = urllib.request.Request(f"{self.url}{path}", method=method,
-                                     headers={"Authorization": f"token {self.token}"})
+        req = urllib.request.Request(
+            f"{self.url}{path}", method=method, headers={"Authorization": f"token {self.token}"}
+        )
         with urllib.request.urlopen(req, timeout=10) as r:
             body = r.read()
         return json.loads(body) if body else None
@@ -164,8 +183,10 @@ def _lab_settings(settings_dir: Path):
 
     put("@jupyterlab/apputils-extension:notification", {"fetchNews": "false", "checkForUpdates": False})
     # windowing "none": every cell is in the DOM, so "every prompt is numbered" means every cell ran
-    put("@jupyterlab/notebook-extension:tracker", {"windowingMode": "none", "autoStartDefaultKernel": True,
-                                                   "kernelShutdown": True})
+    put(
+        "@jupyterlab/notebook-extension:tracker",
+        {"windowingMode": "none", "autoStartDefaultKernel": True, "kernelShutdown": True},
+    )
     put("@jupyterlab/docmanager-extension:plugin", {"autosave": False})
 
 
@@ -179,26 +200,39 @@ def lab(course_copy, tmp_path_factory, browser) -> Lab:
         d.mkdir()
     _lab_settings(dirs["settings"])
     port, token = free_port(), secrets.token_hex(24)
-    env = {**os.environ,
-           "JUPYTER_CONFIG_DIR": str(dirs["config"]), "JUPYTER_DATA_DIR": str(dirs["data"]),
-           "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]), "JUPYTERLAB_SETTINGS_DIR": str(dirs["settings"]),
-           "JUPYTERLAB_WORKSPACES_DIR": str(dirs["workspaces"]),
-           # nbgrader runs `alembic` by name when it opens the gradebook
-           "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(dirs["config"]),
+        "JUPYTER_DATA_DIR": str(dirs["data"]),
+        "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
+        "JUPYTERLAB_SETTINGS_DIR": str(dirs["settings"]),
+        "JUPYTERLAB_WORKSPACES_DIR": str(dirs["workspaces"]),
+        # nbgrader runs `alembic` by name when it opens the gradebook
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
     env.pop("JUPYTER_PATH", None)
-    cmd = [str(VENV_BIN / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-           f"--ServerApp.root_dir={course_copy}", "--LabApp.news_url=None",
-           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    cmd = [
+        str(VENV_BIN / "jupyter"),
+        "lab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={course_copy}",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
     if os.getuid() == 0:
         cmd.append("--allow-root")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log = ARTIFACTS / "jupyter-lab.log"
     cwd = course_copy / "grading" if (course_copy / "grading" / "nbgrader_config.py").exists() else course_copy
     with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     server = Lab(url=f"http://127.0.0.1:{port}", token=token, root=course_copy, proc=proc, log=log)
     try:
         deadline = time.monotonic() + 90

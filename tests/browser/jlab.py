@@ -5,6 +5,7 @@ Measured facts behind every wait: /work/shared/notes/jupyterlab-browser.md. In s
 the toolbar AND the execution indicator idle (idle alone shows before the kernel is attached, and
 "run all" then silently does nothing), run all from the Run menu, "done" is every prompt numbered.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,7 @@ STDERR = '.jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"]'
 _PROGRESS_JS = """([sel, n]) => {
   const p = document.querySelector(sel);
   if (!p) return false;
-  const err = p.querySelector('%s');
+  const err = p.querySelector('STDERR_SELECTOR');
   if (err) return {stderr: err.innerText.slice(0, 3000)};
   const prompts = [...p.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')];
   if (prompts.length !== n) return false;
@@ -28,7 +29,7 @@ _PROGRESS_JS = """([sel, n]) => {
   const ind = p.querySelector('.jp-Notebook-ExecutionIndicator');
   if (!ind || ind.getAttribute('data-status') !== 'idle') return false;
   return {done: true};
-}""" % STDERR.replace("'", "\\'")
+}""".replace("STDERR_SELECTOR", STDERR.replace("'", "\\'"))
 
 # What a student sees of a widget: the slider's readout, and every image and text of the outputs
 # the widgets draw into.
@@ -72,14 +73,15 @@ def collapse_left_sidebar(page: Page) -> None:
 def wait_kernel_ready(page: Page, timeout: float = 90_000) -> None:
     panel = page.locator(NB)
     expect(panel.locator(".jp-NotebookPanel-toolbar .jp-KernelName")).to_have_text(
-        re.compile(r"Python 3"), timeout=timeout)
-    expect(panel.locator(".jp-Notebook-ExecutionIndicator")).to_have_attribute("data-status", "idle",
-                                                                                timeout=timeout)
+        re.compile(r"Python 3"), timeout=timeout
+    )
+    expect(panel.locator(".jp-Notebook-ExecutionIndicator")).to_have_attribute("data-status", "idle", timeout=timeout)
 
 
 def wait_idle(page: Page, timeout: float = 60_000) -> None:
     expect(page.locator(NB).locator(".jp-Notebook-ExecutionIndicator")).to_have_attribute(
-        "data-status", "idle", timeout=timeout)
+        "data-status", "idle", timeout=timeout
+    )
 
 
 def menu(page: Page, top: str, command: str) -> None:
@@ -90,8 +92,7 @@ def menu(page: Page, top: str, command: str) -> None:
 def run_all(page: Page, n_code_cells: int, timeout: float) -> None:
     """Run -> Run All Cells, then wait until every prompt is numbered (or a cell wrote to stderr)."""
     menu(page, "Run", "runmenu:run-all")
-    state = page.wait_for_function(_PROGRESS_JS, arg=[NB, n_code_cells], timeout=timeout,
-                                   polling=250).json_value()
+    state = page.wait_for_function(_PROGRESS_JS, arg=[NB, n_code_cells], timeout=timeout, polling=250).json_value()
     assert "stderr" not in state, f"a cell wrote to stderr or raised:\n{state['stderr']}"
 
 
@@ -111,11 +112,15 @@ def _wait_widget_redrawn(page: Page, before: dict, timeout: float) -> dict:
     """The readout moved and the drawn output differs; then the kernel is idle again (final state)."""
     page.wait_for_function(
         """([sel, before]) => {
-             const now = (%s)(sel);
+             const now = (WIDGET_JS)(sel);
              return now.readout !== before.readout
                  && (now.images.length >= before.images.length || before.images.length === 0)
                  && (JSON.stringify(now.images) !== JSON.stringify(before.images) || now.text !== before.text);
-           }""" % _WIDGET_JS, arg=[NB, before], timeout=timeout, polling=200)
+           }""".replace("WIDGET_JS", _WIDGET_JS),
+        arg=[NB, before],
+        timeout=timeout,
+        polling=200,
+    )
     wait_idle(page, timeout)
     return widget_state(page)
 

@@ -4,6 +4,7 @@
 
 Scaled to 1000 px wide and palette-compressed: the README needs to show the page, not every pixel.
 """
+
 import sys
 from pathlib import Path
 

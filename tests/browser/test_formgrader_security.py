@@ -14,6 +14,7 @@ requests a loopback listener and writes a file through ``/api/contents`` with th
 Formgrader's Autograde button runs nbgrader's own, unsandboxed autograde: it must refuse, say why,
 and leave the sandboxed results in place.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,11 +59,13 @@ class Listener:
 
 
 def payload(port: int, tag: str) -> str:
-    js = (f"fetch('http://127.0.0.1:{port}/{tag}', {{mode: 'no-cors'}});"
-          "var x = (document.cookie.match(/_xsrf=([^;]+)/) || [])[1];"
-          f"fetch('/api/contents/pwned-{tag}.txt', {{method: 'PUT', headers: {{'X-XSRFToken': x,"
-          " 'Content-Type': 'application/json'}, body: JSON.stringify({type: 'file', format: 'text',"
-          " content: 'pwned'})});")
+    js = (
+        f"fetch('http://127.0.0.1:{port}/{tag}', {{mode: 'no-cors'}});"
+        "var x = (document.cookie.match(/_xsrf=([^;]+)/) || [])[1];"
+        f"fetch('/api/contents/pwned-{tag}.txt', {{method: 'PUT', headers: {{'X-XSRFToken': x,"
+        " 'Content-Type': 'application/json'}, body: JSON.stringify({type: 'file', format: 'text',"
+        " content: 'pwned'})});"
+    )
     return f'<img src="data:," onerror="{js}">'
 
 
@@ -83,18 +86,24 @@ def graded(lab):
     filled = samples.answers(source)
     target = next(g for g in filled if "def " in filled[g])
     for student in ("x-xss", "x-raw"):
-        cell = ("\nfrom IPython.display import display, HTML\n"
-                f"display(HTML({payload(listener.port, student)!r}))\n")
-        nbutil.write_nb(course.submitted / student / AID / f"{AID}.ipynb",
-                        samples.fill(release, {**filled, target: filled[target] + cell}))
+        cell = f"\nfrom IPython.display import display, HTML\ndisplay(HTML({payload(listener.port, student)!r}))\n"
+        nbutil.write_nb(
+            course.submitted / student / AID / f"{AID}.ipynb",
+            samples.fill(release, {**filled, target: filled[target] + cell}),
+        )
     results = grade_submissions(course, [(AID, "x-xss"), (AID, "x-raw")], progress=False, engine="sandbox", jobs=1)
     assert all(r.ok and r.score == r.max_score for r in results), [(r.student, r.score, r.problem) for r in results]
     # the control: the payload put back into the graded notebook, as main's grader kept it
     raw = course.autograded / "x-raw" / AID / f"{AID}.ipynb"
     nb = nbutil.read_nb(raw)
     cell = next(c for c in nb["cells"] if nbutil.grade_id(c) == target)
-    cell["outputs"].append({"output_type": "display_data", "metadata": {},
-                            "data": {"text/html": payload(listener.port, "x-raw"), "text/plain": "<HTML>"}})
+    cell["outputs"].append(
+        {
+            "output_type": "display_data",
+            "metadata": {},
+            "data": {"text/html": payload(listener.port, "x-raw"), "text/plain": "<HTML>"},
+        }
+    )
     nbutil.write_nb(raw, nb)
     with course.gradebook() as gb:
         ids = {s: gb.find_submission_notebook(AID, AID, s).id for s in ("x-xss", "x-raw")}
@@ -111,6 +120,7 @@ def login(lab, page) -> None:
 def _wait_for_file(lab, name: str) -> bool:
     """Whether the Jupyter server has the file (the contents API, as the payload used it)."""
     import urllib.error
+
     try:
         lab.api(f"/api/contents/{name}")
         return True
@@ -156,6 +166,7 @@ def test_feedback_page_runs_nothing(lab, page, graded):
     """The feedback page of x-xss opened from disk: no request; a copy with the payload forced back
     in is stopped by the page's Content-Security-Policy; a bare page with it (control) does run it."""
     from coursegrader import feedback
+
     course, listener = graded["course"], graded["listener"]
     out = feedback.generate(course, [(AID, "x-xss")], progress=False)
     assert out[0].ok, out[0].problem

@@ -3,6 +3,7 @@
 Lab runs from grading/ (where nbgrader_config.py is) on the course root, as the instructor's
 guide says; formgrader then reads solutions/ as the source folder and grading/gradebook.db.
 """
+
 import pytest
 from playwright.sync_api import expect
 

@@ -1,4 +1,5 @@
 """Every lecture, as a student uses it in JupyterLab: open, Run All, no errors, play with the widget."""
+
 import json
 
 import pytest
@@ -29,14 +30,16 @@ def test_lecture_runs_all_and_its_widget_responds(lab, lab_page, nb_path):
         pytest.fail(f"{rel} has no ipywidgets slider: every lecture needs one to play with")
     before, after_key = jlab.move_slider_with_keyboard(page)
     assert after_key["readout"] != before["readout"], "the arrow key did not move the slider"
-    assert (after_key["images"], after_key["text"]) != (before["images"], before["text"]), \
+    assert (after_key["images"], after_key["text"]) != (before["images"], before["text"]), (
         "the slider moved (keyboard) but the output did not change"
+    )
     assert after_key["images"], "the widget's output shows no figure"
 
     _, after_drag = jlab.drag_slider(page)
     assert after_drag["readout"] != after_key["readout"], "dragging did not move the slider"
-    assert (after_drag["images"], after_drag["text"]) != (after_key["images"], after_key["text"]), \
+    assert (after_drag["images"], after_drag["text"]) != (after_key["images"], after_key["text"]), (
         "the slider moved (drag) but the output did not change"
+    )
     jlab.assert_no_error_outputs(page)
 
     page.locator(jlab.NB).locator(".widget-slider").first.scroll_into_view_if_needed()

@@ -8,6 +8,7 @@ open this page's notebook; no page holds solution or hidden-test text.
 `make site` / `make test-browser` build _site/ and pass it as SITE_DIR; run alone, this file builds
 the site into a temporary folder (`make site-html SITE=…`).
 """
+
 import functools
 import http.server
 import os
@@ -20,8 +21,17 @@ from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 import pytest
 
 from conftest import ROOT, screenshot_path
-from course import (colab_url, hub_url, lecture_info, lecture_notebooks, read_nb, release_notebooks, settings,
-                    source_notebooks, src)
+from course import (
+    colab_url,
+    hub_url,
+    lecture_info,
+    lecture_notebooks,
+    read_nb,
+    release_notebooks,
+    settings,
+    source_notebooks,
+    src,
+)
 
 LECTURES = lecture_notebooks()
 NOTEBOOK_PAGES = {p.relative_to(ROOT).with_suffix(".html").as_posix(): p for p in LECTURES + release_notebooks()}
@@ -49,11 +59,15 @@ _IMAGES_JS = """() => [...(document.querySelector('article.bd-article') || docum
                        .map(i => ({src: i.getAttribute('src'), ok: i.complete && i.naturalWidth > 0}))"""
 _LINKS_JS = """() => [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'))"""
 _IDS_JS = """() => [...document.querySelectorAll('[id]')].map(e => e.id)"""
-_SIDEBAR_JS = """() => [...document.querySelectorAll('nav.bd-docs-nav a.reference.internal')].map(a => a.getAttribute('href'))"""
+_SIDEBAR_JS = (
+    """() => [...document.querySelectorAll('nav.bd-docs-nav a.reference.internal')].map(a => a.getAttribute('href'))"""
+)
 _LAUNCH_JS = """() => [...document.querySelectorAll('.dropdown-launch-buttons a')].map(a => a.href)"""
 _SEARCH_DONE_JS = """() => { const s = document.querySelector('#search-results .search-summary, #search-results p');
                              return s && /found|did not match|no result/i.test(s.textContent); }"""
-_SEARCH_HITS_JS = """() => [...document.querySelectorAll('#search-results ul.search li a')].map(a => a.getAttribute('href'))"""
+_SEARCH_HITS_JS = (
+    """() => [...document.querySelectorAll('#search-results ul.search li a')].map(a => a.getAttribute('href'))"""
+)
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +77,9 @@ def site_dir(tmp_path_factory) -> Path:
         assert (out / "index.html").exists(), f"{out} has no index.html: run `make site`"
         return out
     tmp = tmp_path_factory.mktemp("site")
-    subprocess.run(["make", "-s", "site-html", f"SITE={tmp / '_site'}", f"SITE_WORK={tmp / 'work'}"],
-                   cwd=ROOT, check=True)
+    subprocess.run(
+        ["make", "-s", "site-html", f"SITE={tmp / '_site'}", f"SITE_WORK={tmp / 'work'}"], cwd=ROOT, check=True
+    )
     return tmp / "_site"
 
 
@@ -89,12 +104,18 @@ def site_page(browser, site_url):
     context = browser.new_context(viewport={"width": 1300, "height": 900})
     context.set_default_timeout(300_000)  # a safety net on a loaded machine, not a margin
     log = {"outside": [], "failed": [], "console": []}
-    context.route(re.compile(r"^(?!" + re.escape(site_url) + r"|data:|about:|blob:)"),
-                  lambda route: (log["outside"].append(route.request.url), route.abort()))
-    context.on("requestfailed", lambda r: None if r.url in log["outside"] else log["failed"].append(f"{r.url}: {r.failure}"))
+    context.route(
+        re.compile(r"^(?!" + re.escape(site_url) + r"|data:|about:|blob:)"),
+        lambda route: (log["outside"].append(route.request.url), route.abort()),
+    )
+    context.on(
+        "requestfailed", lambda r: None if r.url in log["outside"] else log["failed"].append(f"{r.url}: {r.failure}")
+    )
     context.on("response", lambda r: log["failed"].append(f"{r.url}: HTTP {r.status}") if r.status >= 400 else None)
     page = context.new_page()
-    page.on("console", lambda m: log["console"].append(f"{page.url}: {m.type}: {m.text}") if m.type == "error" else None)
+    page.on(
+        "console", lambda m: log["console"].append(f"{page.url}: {m.type}: {m.text}") if m.type == "error" else None
+    )
     page.on("pageerror", lambda e: log["console"].append(f"{page.url}: page error: {e}"))
     page.site_log = log
     yield page
@@ -102,18 +123,23 @@ def site_page(browser, site_url):
 
 
 def _html_pages(site_dir: Path) -> list[str]:
-    return sorted(p.relative_to(site_dir).as_posix() for p in site_dir.rglob("*.html")
-                  if not p.relative_to(site_dir).parts[0].startswith("_"))
+    return sorted(
+        p.relative_to(site_dir).as_posix()
+        for p in site_dir.rglob("*.html")
+        if not p.relative_to(site_dir).parts[0].startswith("_")
+    )
 
 
 def _repo_path_of_external(href: str):
     """The repository path a GitHub / Colab / Binder link of this course points at, else None."""
     s = settings()
-    for prefix in (f"https://github.com/{s['slug']}/blob/{s['branch']}/",
-                   f"https://github.com/{s['slug']}/tree/{s['branch']}/",
-                   f"https://colab.research.google.com/github/{s['slug']}/blob/{s['branch']}/"):
+    for prefix in (
+        f"https://github.com/{s['slug']}/blob/{s['branch']}/",
+        f"https://github.com/{s['slug']}/tree/{s['branch']}/",
+        f"https://colab.research.google.com/github/{s['slug']}/blob/{s['branch']}/",
+    ):
         if href.startswith(prefix):
-            return unquote(href[len(prefix):].split("#")[0].split("?")[0])
+            return unquote(href[len(prefix) :].split("#")[0].split("?")[0])
     m = re.match(rf"https://mybinder\.org/v2/gh/{re.escape(s['slug'])}/{re.escape(s['branch'])}\?urlpath=(.*)", href)
     if m:
         return unquote(m.group(1)).removeprefix("lab/tree/")
@@ -122,8 +148,15 @@ def _repo_path_of_external(href: str):
 
 def test_every_page_loads_offline_with_math_figures_and_working_links(site_dir, site_url, site_page):
     pages = _html_pages(site_dir)
-    for name in ["index.html", "homework.html", "gradcheck.html", "api.html", "instructors.html",
-                 "bibliography.html", *NOTEBOOK_PAGES]:
+    for name in [
+        "index.html",
+        "homework.html",
+        "gradcheck.html",
+        "api.html",
+        "instructors.html",
+        "bibliography.html",
+        *NOTEBOOK_PAGES,
+    ]:
         assert name in pages, f"the site lacks {name}"
     page, log = site_page, site_page.site_log
     ids_of, links_of = {}, {}
@@ -137,13 +170,17 @@ def test_every_page_loads_offline_with_math_figures_and_working_links(site_dir, 
         broken = [i["src"] for i in images if not i["ok"]]
         assert not broken, f"{name}: images not shown: {broken}"
         if name.startswith("lectures/"):
-            assert math["mathSources"] > 20 and math["rendered"] >= math["mathSources"], \
+            assert math["mathSources"] > 20 and math["rendered"] >= math["mathSources"], (
                 f"{name}: {math['rendered']} of {math['mathSources']} formulas rendered"
+            )
             figures = [i for i in images if "_images/" in i["src"]]
             assert figures, f"{name}: no figure"
             nb = read_nb(NOTEBOOK_PAGES[name])
-            if any("application/vnd.jupyter.widget-view+json" in o.get("data", {})
-                   for c in nb["cells"] for o in c.get("outputs", [])):
+            if any(
+                "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+                for c in nb["cells"]
+                for o in c.get("outputs", [])
+            ):
                 note = page.locator(".course-widget-note").first.inner_text()
                 assert "move the slider" in note and "Colab" in note, f"{name}: widget note {note!r}"
             if name == "lectures/04_matrix_differentials.html":
@@ -191,7 +228,9 @@ def test_links_between_notebooks_lead_to_their_pages(site_dir):
         for cell in read_nb(nb_path)["cells"]:
             if cell["cell_type"] != "markdown":
                 continue
-            for target in re.findall(r"(?<!!)\[[^\]\n]*\]\((?![a-zA-Z][a-zA-Z0-9+.-]*:|[#/])([^)\s#]+\.ipynb)", src(cell)):
+            for target in re.findall(
+                r"(?<!!)\[[^\]\n]*\]\((?![a-zA-Z][a-zA-Z0-9+.-]*:|[#/])([^)\s#]+\.ipynb)", src(cell)
+            ):
                 dest = (nb_path.parent / target).resolve().relative_to(ROOT).with_suffix(".html").as_posix()
                 if dest not in hrefs:
                     missing.append(f"{page_name}: no link to {dest} (the notebook links {target})")
@@ -205,8 +244,11 @@ def expected_lecture(term: str):
     for path in LECTURES:
         md = "\n".join(src(c) for c in read_nb(path)["cells"] if c["cell_type"] == "markdown")
         headings = "\n".join(line for line in md.split("\n") if line.startswith("#"))
-        key = (int(term.lower() in lecture_info(path)["heading"].lower()),
-               len(re.findall(re.escape(term), headings, re.I)), len(re.findall(re.escape(term), md, re.I)))
+        key = (
+            int(term.lower() in lecture_info(path)["heading"].lower()),
+            len(re.findall(re.escape(term), headings, re.I)),
+            len(re.findall(re.escape(term), md, re.I)),
+        )
         if key > best_key:
             best, best_key = path, key
     return best
@@ -238,8 +280,9 @@ def test_sidebar_lists_every_lecture_in_order(site_url, site_page):
         assert lectures == want, f"{name}: sidebar lectures {lectures}, expected {want}"
         titles = page.locator("nav.bd-docs-nav a.reference.internal").all_inner_texts()
         for p in LECTURES:
-            assert lecture_info(p)["heading"] in [" ".join(t.split()) for t in titles], \
+            assert lecture_info(p)["heading"] in [" ".join(t.split()) for t in titles], (
                 f"{name}: the sidebar lacks {lecture_info(p)['heading']!r}"
+            )
 
 
 def test_launch_buttons_open_this_pages_notebook(site_url, site_page):
@@ -284,6 +327,8 @@ def test_no_page_holds_solution_or_hidden_test_text(site_dir):
         lines = {line.strip() for line in visible.split("\n")}
         for aid, secret in secrets.items():
             if aid in rel or path.name == "searchindex.js":
-                problems += [f"{rel}: line of {aid}'s solution or hidden tests: {line!r}" for line in sorted(secret & lines)]
+                problems += [
+                    f"{rel}: line of {aid}'s solution or hidden tests: {line!r}" for line in sorted(secret & lines)
+                ]
     assert scanned > 20, f"only {scanned} files scanned in {site_dir}"
     assert not problems, "\n".join(problems[:20])

@@ -5,6 +5,7 @@ The answers typed are the reference solutions (the regions between `### BEGIN SO
 answer is made wrong the way students get it wrong, and Validate must show the failing test with
 the message of the course's checker, `gradcheck`.
 """
+
 import json
 import os
 import re
@@ -49,7 +50,7 @@ def answered(release_src: str, region: str) -> str:
     lines = release_src.split("\n")
     for k in range(len(lines) - 1):
         if [lines[k].strip(), lines[k + 1].strip()] == STUB:
-            return "\n".join(lines[:k] + region.split("\n") + lines[k + 2:])
+            return "\n".join(lines[:k] + region.split("\n") + lines[k + 2 :])
     raise AssertionError(f"no '# YOUR CODE HERE' stub in:\n{release_src}")
 
 
@@ -84,8 +85,9 @@ def test_student_answers_runs_all_and_validates(lab, lab_page):
     page = lab_page
     release = RELEASES / AID / f"{AID}.ipynb"
     if not release.exists():
-        pytest.fail(f"{release.relative_to(ROOT) if release.is_relative_to(ROOT) else release} is missing: "
-                    "run `make release`")
+        pytest.fail(
+            f"{release.relative_to(ROOT) if release.is_relative_to(ROOT) else release} is missing: run `make release`"
+        )
     rel = f"assignments/{AID}/{AID}.ipynb"
     local = lab.root / rel
     local.parent.mkdir(parents=True, exist_ok=True)

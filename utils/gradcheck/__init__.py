@@ -19,6 +19,7 @@ complex input, Richardson-extrapolated central differences otherwise); on failur
 the whole numerical derivative and names the mistake: sign, factor, transposed, symmetric
 part, wrong shape, NaN, a few wrong entries.
 """
+
 from .gradient import assert_gradient, assert_vjp, check_gradient, check_vjp
 from .hessian import assert_hessian, assert_hvp, check_hessian, check_hvp
 from .jacobian import assert_jacobian, assert_jvp, check_jacobian, check_jvp
@@ -28,7 +29,24 @@ from .taylor import TaylorResult, taylor_test
 from .torchfn import assert_function, check_function
 
 __version__ = "0.2.0"
-__all__ = ["check_gradient", "check_jacobian", "check_vjp", "check_jvp", "check_hessian", "check_hvp",
-           "assert_gradient", "assert_jacobian", "assert_vjp", "assert_jvp", "assert_hessian", "assert_hvp",
-           "check_function", "assert_function",
-           "numerical_gradient", "numerical_jacobian", "taylor_test", "CheckResult", "TaylorResult"]
+__all__ = [
+    "check_gradient",
+    "check_jacobian",
+    "check_vjp",
+    "check_jvp",
+    "check_hessian",
+    "check_hvp",
+    "assert_gradient",
+    "assert_jacobian",
+    "assert_vjp",
+    "assert_jvp",
+    "assert_hessian",
+    "assert_hvp",
+    "check_function",
+    "assert_function",
+    "numerical_gradient",
+    "numerical_jacobian",
+    "taylor_test",
+    "CheckResult",
+    "TaylorResult",
+]

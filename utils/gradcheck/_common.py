@@ -3,6 +3,7 @@
 Used by :mod:`gradient`, :mod:`jacobian`, :mod:`hessian` and :mod:`taylor`; the numbers below it
 (norms, the leaf of an entry, the random directions) are in :mod:`_base`.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +14,7 @@ from ._tree import as_numpy, leaves_like
 from .diagnose import shape_message
 from .result import CheckResult
 
-THIN = 4.0                # error within tolerance / THIN … tolerance: a thin margin
+THIN = 4.0  # error within tolerance / THIN … tolerance: a thin margin
 MAX_EXTRA_DIRS = 2
 DEFAULT_RTOL = {64: 1e-9, 32: 1e-4, 16: 1e-2}
 HESSIAN_RTOL = {64: 1e-6, 32: 1e-3, 16: 3e-2}
@@ -61,7 +62,9 @@ def nonfinite(flat, leaves, who, kind):
     n = int(mask.sum())
     return CheckResult.non_finite(
         f"{who} returned NaN or inf in {n} entr{'y' if n == 1 else 'ies'} (first: {', '.join(where)}) — look for "
-        "a division by zero, log of a non-positive number or an overflow", kind)
+        "a division by zero, log of a non-positive number or an overflow",
+        kind,
+    )
 
 
 def real_array(y, who):
@@ -83,7 +86,9 @@ def dtype_of(y):
     """The least precise float dtype in what ``grad`` returned (for the low-precision hint), or None."""
     try:
         if isinstance(y, (tuple, list)):
-            return min((dtype_of(o) for o in y), key=lambda d: np.finfo(d).bits if d is not None and d.kind == "f" else 99)
+            return min(
+                (dtype_of(o) for o in y), key=lambda d: np.finfo(d).bits if d is not None and d.kind == "f" else 99
+            )
         if isinstance(y, dict):
             return dtype_of(list(y.values()))
         arr = as_numpy(y)

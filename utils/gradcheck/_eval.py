@@ -3,6 +3,7 @@
 The evaluator rebuilds ``x`` in the caller's structure (float64 by default, complex128 for the
 complex step), calls ``f`` and returns a flat vector (or a scalar), converting torch tensors.
 """
+
 from __future__ import annotations
 
 import functools
@@ -44,9 +45,9 @@ class Evaluator:
         self.n_evals = 0
         # wall time of each real / complex evaluation: the complex step is chosen by its cost too
         self.seconds = {"real": [], "complex": []}
-        self.out_spec = None      # structure of f's output (non-scalar f)
+        self.out_spec = None  # structure of f's output (non-scalar f)
         self.real_dtype = np.dtype(np.float64)  # the precision f actually computes in
-        self._y0 = None           # f(x0), computed on first use
+        self._y0 = None  # f(x0), computed on first use
 
     def _convert(self, y, complex_ok: bool):
         if self.scalar:
@@ -54,8 +55,10 @@ class Evaluator:
             if arr.dtype == object or arr.dtype.kind not in "biufc":
                 raise TypeError(f"{self.name}(x) returned {type(y).__name__}; expected a real scalar")
             if arr.size != 1:
-                raise ValueError(f"{self.name}(x) must return a scalar, but it returned shape {arr.shape}; "
-                                 "for a vector-valued f use check_jacobian / check_vjp / check_jvp")
+                raise ValueError(
+                    f"{self.name}(x) must return a scalar, but it returned shape {arr.shape}; "
+                    "for a vector-valued f use check_jacobian / check_vjp / check_jvp"
+                )
             val = arr.reshape(())[()]
             if not complex_ok and np.iscomplexobj(arr):
                 raise TypeError(f"{self.name}(x) returned a complex value at a real point")

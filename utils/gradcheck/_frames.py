@@ -11,6 +11,7 @@ shows the innermost frame — the one that raised — whatever its ``__traceback
 3.9 and 3.10 a bare ``raise`` restores the traceback it caught, so there the entry point's own
 frame stays (marked ``__tracebackhide__``), with everything below it cut.
 """
+
 from __future__ import annotations
 
 import functools
@@ -53,6 +54,7 @@ def _shorten(exc: BaseException) -> None:
 
 def student_facing(fn):
     """``fn`` raising with a traceback of the student's frames only (message and type unchanged)."""
+
     @functools.wraps(fn)
     def entry(*args, **kwargs):
         __tracebackhide__ = True  # noqa: F841 - read by pytest (and IPython) to hide this frame
@@ -61,7 +63,7 @@ def student_facing(fn):
         except Exception as exc:  # noqa: BLE001 - re-raised as it is, only its traceback is shortened
             _shorten(exc)
             if BARE_RAISE_KEEPS_TRACEBACK:
-                raise   # records no new frame: the caller's is the innermost the student sees
+                raise  # records no new frame: the caller's is the innermost the student sees
             raise exc.with_traceback(exc.__traceback__)  # noqa: B904 - Python < 3.11: this frame stays, hidden
 
     return entry
@@ -72,6 +74,7 @@ def asserting(check):
 
     nbgrader reads a truthy last expression of a test cell as partial credit: hence None.
     """
+
     def assert_(*args, **kwargs):
         __tracebackhide__ = True  # noqa: F841 - read by pytest (and IPython) to hide this frame
         result = check(*args, **kwargs)
@@ -82,6 +85,7 @@ def asserting(check):
     assert_.__name__ = check.__name__.replace("check_", "assert_")
     assert_.__qualname__ = assert_.__name__
     assert_.__module__ = check.__module__
-    assert_.__doc__ = (f"Like :func:`{check.__name__}`, but raise ``AssertionError`` with the message on failure "
-                       "and return None.")
+    assert_.__doc__ = (
+        f"Like :func:`{check.__name__}`, but raise ``AssertionError`` with the message on failure and return None."
+    )
     return student_facing(assert_)

@@ -5,6 +5,7 @@ list / dict of those. Checks work on one flat float vector ``v`` and rebuild ``x
 :func:`unflatten`, in the caller's own types, so that ``f`` and ``grad`` always see one object
 of the structure they were written for.
 """
+
 from __future__ import annotations
 
 import sys
@@ -29,10 +30,10 @@ def is_tensor(obj) -> bool:
 class Leaf:
     """One array of the structure: where it is, its kind, shape and dtype."""
 
-    path: str          # e.g. "x", "x[1]", "x['W']"
-    kind: str          # "scalar" | "array" | "tensor"
+    path: str  # e.g. "x", "x[1]", "x['W']"
+    kind: str  # "scalar" | "array" | "tensor"
     shape: tuple
-    dtype: np.dtype    # real floating dtype of the caller's data
+    dtype: np.dtype  # real floating dtype of the caller's data
     offset: int = 0
     device: Any = None
 
@@ -45,7 +46,7 @@ class Leaf:
 class Spec:
     """The structure of ``x``: a container tree whose leaves are :class:`Leaf`."""
 
-    node: Any                       # Leaf | ("tuple"|"list", [nodes]) | ("dict", [keys], [nodes])
+    node: Any  # Leaf | ("tuple"|"list", [nodes]) | ("dict", [keys], [nodes])
     leaves: list = field(default_factory=list)
 
     @property
@@ -67,7 +68,11 @@ class Spec:
 
 def _describe(node) -> str:
     if isinstance(node, Leaf):
-        return "a float" if node.kind == "scalar" else f"{'a tensor' if node.kind == 'tensor' else 'an array'} of shape {node.shape}"
+        return (
+            "a float"
+            if node.kind == "scalar"
+            else f"{'a tensor' if node.kind == 'tensor' else 'an array'} of shape {node.shape}"
+        )
     kind = node[0]
     if kind == "dict":
         return "a dict with keys " + ", ".join(repr(k) for k in node[1])
@@ -86,23 +91,32 @@ def _leaf_from(obj, path: str, what: str) -> Leaf:
         raise TypeError(f"{what}: {path} is complex; gradients are checked at real points")
     if is_tensor(obj):
         if not obj.is_floating_point():
-            raise TypeError(f"{what}: {path} is a torch tensor of dtype {obj.dtype}; expected a floating dtype "
-                            "(torch.float64 or torch.float32)")
+            raise TypeError(
+                f"{what}: {path} is a torch tensor of dtype {obj.dtype}; expected a floating dtype "
+                "(torch.float64 or torch.float32)"
+            )
         # bfloat16 has no NumPy dtype; its precision is float16's or worse
-        dtype = np.dtype(np.float16) if str(obj.dtype) == "torch.bfloat16" else \
-            np.dtype(str(obj.dtype).replace("torch.", ""))
+        dtype = (
+            np.dtype(np.float16)
+            if str(obj.dtype) == "torch.bfloat16"
+            else np.dtype(str(obj.dtype).replace("torch.", ""))
+        )
         return Leaf(path, "tensor", tuple(obj.shape), dtype, device=obj.device)
     if isinstance(obj, np.ndarray):
         if obj.dtype.kind in "iub":
-            raise TypeError(f"{what}: {path} is an integer/bool array (dtype {obj.dtype}); expected a float array — "
-                            f"use {path}.astype(float)")
+            raise TypeError(
+                f"{what}: {path} is an integer/bool array (dtype {obj.dtype}); expected a float array — "
+                f"use {path}.astype(float)"
+            )
         if obj.dtype.kind == "c":
             raise TypeError(f"{what}: {path} is a complex array; gradients are checked at real points")
         if obj.dtype.kind != "f":
             raise TypeError(f"{what}: {path} has dtype {obj.dtype}; expected float64 or float32")
         return Leaf(path, "array", obj.shape, obj.dtype)
-    raise TypeError(f"{what}: {path} is a {type(obj).__name__}; expected a float, a NumPy float array, a torch "
-                    "tensor, or a tuple / list / dict of those")
+    raise TypeError(
+        f"{what}: {path} is a {type(obj).__name__}; expected a float, a NumPy float array, a torch "
+        "tensor, or a tuple / list / dict of those"
+    )
 
 
 def spec_of(x, name: str = "x", what: str = "x") -> Spec:
@@ -141,7 +155,7 @@ def flatten(x, spec: Spec, dtype=np.float64) -> np.ndarray:
     """Concatenate the leaves of ``x`` (structure ``spec``) into one vector."""
     out = np.empty(spec.size, dtype=dtype)
     for leaf, obj in zip(spec.leaves, leaves_of(x, spec.node)):
-        out[leaf.offset:leaf.offset + leaf.size] = as_numpy(obj).reshape(-1)
+        out[leaf.offset : leaf.offset + leaf.size] = as_numpy(obj).reshape(-1)
     return out
 
 
@@ -165,7 +179,7 @@ def unflatten(v: np.ndarray, spec: Spec, dtype=None):
 
     def build(node):
         if isinstance(node, Leaf):
-            chunk = v[node.offset:node.offset + node.size]
+            chunk = v[node.offset : node.offset + node.size]
             dt = node.dtype if dtype is None else np.dtype(dtype)
             if node.kind == "scalar":
                 val = chunk[0]
@@ -201,12 +215,15 @@ def leaves_like(y, spec: Spec, who: str):
             if isinstance(obj, (tuple, list, dict)) and not (node.kind != "scalar" and isinstance(obj, (tuple, list))):
                 raise StructureError(f"{who} returned {type(obj).__name__} at {path}, where x has {_describe(node)}")
             if obj is None:
-                raise StructureError(f"{who} returned None at {path}; expected {_describe(node)} (did you forget `return`?)")
+                raise StructureError(
+                    f"{who} returned None at {path}; expected {_describe(node)} (did you forget `return`?)"
+                )
             try:
                 arr = as_numpy(obj)
             except Exception as exc:  # noqa: BLE001 - report what could not be read
-                raise StructureError(f"{who} returned an object of type {type(obj).__name__} at {path} that is not "
-                                     f"numeric ({exc})") from None
+                raise StructureError(
+                    f"{who} returned an object of type {type(obj).__name__} at {path} that is not numeric ({exc})"
+                ) from None
             if arr.dtype == object or arr.dtype.kind not in "biufc":
                 raise StructureError(f"{who} returned non-numeric data (dtype {arr.dtype}) at {path}")
             if arr.dtype.kind == "c":
@@ -218,20 +235,27 @@ def leaves_like(y, spec: Spec, who: str):
         kind = node[0]
         if kind == "dict":
             if not isinstance(obj, dict):
-                raise StructureError(f"{who} returned {type(obj).__name__} at {path}; expected a dict with keys "
-                                     + ", ".join(map(repr, node[1])))
+                raise StructureError(
+                    f"{who} returned {type(obj).__name__} at {path}; expected a dict with keys "
+                    + ", ".join(map(repr, node[1]))
+                )
             if set(obj.keys()) != set(node[1]):
-                raise StructureError(f"{who} returned a dict with keys {sorted(map(repr, obj.keys()))} at {path}; "
-                                     f"expected keys {sorted(map(repr, node[1]))}")
+                raise StructureError(
+                    f"{who} returned a dict with keys {sorted(map(repr, obj.keys()))} at {path}; "
+                    f"expected keys {sorted(map(repr, node[1]))}"
+                )
             for k, sub in zip(node[1], node[2]):
                 walk(obj[k], sub, f"{path}[{k!r}]")
             return
         if not isinstance(obj, (tuple, list)):
-            raise StructureError(f"{who} returned {type(obj).__name__} at {path}; expected a {kind} of "
-                                 f"{len(node[1])} (one entry per argument of x)")
+            raise StructureError(
+                f"{who} returned {type(obj).__name__} at {path}; expected a {kind} of "
+                f"{len(node[1])} (one entry per argument of x)"
+            )
         if len(obj) != len(node[1]):
-            raise StructureError(f"{who} returned {len(obj)} items at {path}; expected {len(node[1])} "
-                                 f"(one per entry of x)")
+            raise StructureError(
+                f"{who} returned {len(obj)} items at {path}; expected {len(node[1])} (one per entry of x)"
+            )
         for i, (o, sub) in enumerate(zip(obj, node[1])):
             walk(o, sub, f"{path}[{i}]")
 

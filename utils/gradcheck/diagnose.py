@@ -9,6 +9,7 @@ To add a diagnosis: an entry in :data:`DIAGNOSES` and its detection in :func:`di
 ``hessian._hessian_core`` for Hessians only), the code in utils/README.md's Localisation list, and
 a planted-mistake test in utils/tests/.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,33 +28,58 @@ class Diagnosis:
     code: str
     meaning: str
     detected: str
-    sentence: str = ""   # template: {what} ("gradient", "VJP", …), {where} (" for x[1]" or "")
+    sentence: str = ""  # template: {what} ("gradient", "VJP", …), {where} (" for x[1]" or "")
 
 
-DIAGNOSES: dict[str, Diagnosis] = {d.code: d for d in [
-    Diagnosis("ok", "the derivative matches", "every compared quantity within the tolerance"),
-    Diagnosis("nan", "NaN or inf in the result", "a non-finite entry in what the function under test returned"),
-    Diagnosis("wrong_shape", "flattened, row vs column, missing or extra dimension, transposed shape",
-              "the returned shape differs from the point's (or f(x)'s) shape"),
-    Diagnosis("sign", "yours ≈ −expected", "yours + expected ≈ 0 (a constant ratio −1 along random directions)",
-              "sign flipped: your {what} is minus the true one"),
-    Diagnosis("factor", "yours ≈ c · expected (c named: 2, 1/2, n, 1/n, …)",
-              "a constant ratio c ≠ 1 that explains the whole error"),
-    Diagnosis("transposed", "yours ≈ expectedᵀ (square matrix input)",
-              "yours equals the transposed numerical derivative (or ⟨g, d⟩ = D_{dᵀ} f along random d)",
-              "transposed{where}: your {what} equals the true one transposed — the gradient with respect to a matrix X "
-              "has entry (i, j) = ∂f/∂X_ij; return its .T"),
-    Diagnosis("symmetric_part", "only the symmetric part is right: yours + yoursᵀ ≈ expected + expectedᵀ",
-              "the symmetric parts agree where the matrices do not",
-              "only the symmetric part is right{where}: (G + Gᵀ)/2 matches but G does not — did you assume a symmetric "
-              "matrix (e.g. write 2AX where A + Aᵀ is needed)?"),
-    Diagnosis("not_symmetric", "a Hessian that is not symmetric", "vᵀHw ≠ wᵀHv for the function under test"),
-    Diagnosis("few_entries", "the error sits in a few entries (named)",
-              "all but a few entries agree with the whole numerical derivative"),
-    Diagnosis("kink", "f is not smooth near x: the check is unreliable there (passes, with a note)",
-              "second differences shrink like h, not h², or differences at two steps disagree"),
-    Diagnosis("mismatch", "wrong, in none of the patterns above", "none of the patterns explains the error"),
-]}
+DIAGNOSES: dict[str, Diagnosis] = {
+    d.code: d
+    for d in [
+        Diagnosis("ok", "the derivative matches", "every compared quantity within the tolerance"),
+        Diagnosis("nan", "NaN or inf in the result", "a non-finite entry in what the function under test returned"),
+        Diagnosis(
+            "wrong_shape",
+            "flattened, row vs column, missing or extra dimension, transposed shape",
+            "the returned shape differs from the point's (or f(x)'s) shape",
+        ),
+        Diagnosis(
+            "sign",
+            "yours ≈ −expected",
+            "yours + expected ≈ 0 (a constant ratio −1 along random directions)",
+            "sign flipped: your {what} is minus the true one",
+        ),
+        Diagnosis(
+            "factor",
+            "yours ≈ c · expected (c named: 2, 1/2, n, 1/n, …)",
+            "a constant ratio c ≠ 1 that explains the whole error",
+        ),
+        Diagnosis(
+            "transposed",
+            "yours ≈ expectedᵀ (square matrix input)",
+            "yours equals the transposed numerical derivative (or ⟨g, d⟩ = D_{dᵀ} f along random d)",
+            "transposed{where}: your {what} equals the true one transposed — the gradient with respect to a matrix X "
+            "has entry (i, j) = ∂f/∂X_ij; return its .T",
+        ),
+        Diagnosis(
+            "symmetric_part",
+            "only the symmetric part is right: yours + yoursᵀ ≈ expected + expectedᵀ",
+            "the symmetric parts agree where the matrices do not",
+            "only the symmetric part is right{where}: (G + Gᵀ)/2 matches but G does not — did you assume a symmetric "
+            "matrix (e.g. write 2AX where A + Aᵀ is needed)?",
+        ),
+        Diagnosis("not_symmetric", "a Hessian that is not symmetric", "vᵀHw ≠ wᵀHv for the function under test"),
+        Diagnosis(
+            "few_entries",
+            "the error sits in a few entries (named)",
+            "all but a few entries agree with the whole numerical derivative",
+        ),
+        Diagnosis(
+            "kink",
+            "f is not smooth near x: the check is unreliable there (passes, with a note)",
+            "second differences shrink like h, not h², or differences at two steps disagree",
+        ),
+        Diagnosis("mismatch", "wrong, in none of the patterns above", "none of the patterns explains the error"),
+    ]
+}
 
 
 def sentence(code: str, what: str = "gradient", where: str = "") -> str:
@@ -115,16 +141,23 @@ def worst_entries(yours: np.ndarray, expected: np.ndarray, leaves: list, k: int 
             break
         leaf, idx = leaf_at(leaves, flat)
         denom = abs(expected[flat])
-        out.append({"index": index_name(leaf, idx),
-                    "multi_index": idx, "leaf": leaf.path,
-                    "yours": float(yours[flat]), "expected": float(expected[flat]),
-                    "abs_err": float(err[flat]),
-                    "rel_err": float(err[flat] / denom) if denom > 0 else float("inf")})
+        out.append(
+            {
+                "index": index_name(leaf, idx),
+                "multi_index": idx,
+                "leaf": leaf.path,
+                "yours": float(yours[flat]),
+                "expected": float(expected[flat]),
+                "abs_err": float(err[flat]),
+                "rel_err": float(err[flat] / denom) if denom > 0 else float("inf"),
+            }
+        )
     return out
 
 
-def diagnose(yours: np.ndarray, expected: np.ndarray, leaves: list, tol: float, what: str = "gradient",
-             hessian: bool = False):
+def diagnose(
+    yours: np.ndarray, expected: np.ndarray, leaves: list, tol: float, what: str = "gradient", hessian: bool = False
+):
     """Classify the difference between ``yours`` and ``expected`` (flat vectors over ``leaves``).
 
     Returns ``(code, sentence)``. ``tol`` is the relative tolerance of the check: a pattern
@@ -146,15 +179,17 @@ def diagnose(yours: np.ndarray, expected: np.ndarray, leaves: list, tol: float, 
                 sizes["columns"] = mats[0].shape[1]
             name = _name_factor(abs(c), sizes)
             sign = " and its sign is flipped" if c < 0 else ""
-            return "factor", (f"off by a constant factor: your {what} is {name} × the true one{sign}"
-                              + (" (a missing or extra 1/2 from differentiating a square?)" if name in ("2", "1/2") else ""))
+            return "factor", (
+                f"off by a constant factor: your {what} is {name} × the true one{sign}"
+                + (" (a missing or extra 1/2 from differentiating a square?)" if name in ("2", "1/2") else "")
+            )
     for leaf in leaves:
         if len(leaf.shape) != 2 or leaf.shape[0] != leaf.shape[1] or leaf.shape[0] < 2:
             continue
         sl = slice(leaf.offset, leaf.offset + leaf.size)
         Y = yours[sl].reshape(leaf.shape)
         E = expected[sl].reshape(leaf.shape)
-        rest = total ** 2 - norm(Y - E) ** 2
+        rest = total**2 - norm(Y - E) ** 2
         if norm(Y - E) <= close * ref or rest > (close * ref) ** 2:
             continue  # this leaf is right, or other leaves are wrong too
         if hessian:
@@ -175,6 +210,7 @@ def diagnose(yours: np.ndarray, expected: np.ndarray, leaves: list, tol: float, 
         if k <= k_max and rest_ok and k < n:
             names = ", ".join(w["index"] for w in worst_entries(yours, expected, leaves, k=min(k, MAX_WORST)))
             more = f" and {k - MAX_WORST} more" if k > MAX_WORST else ""
-            return "few_entries", (f"wrong in {k} entr{'y' if k == 1 else 'ies'} only: {names}{more}; "
-                                   "all other entries are right")
+            return "few_entries", (
+                f"wrong in {k} entr{'y' if k == 1 else 'ies'} only: {names}{more}; all other entries are right"
+            )
     return "mismatch", f"your {what} differs from the numerical one (relative error {total / ref:.2e})"

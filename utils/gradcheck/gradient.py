@@ -10,14 +10,23 @@ which estimates ‖g − ∇f‖ / ‖∇f‖. Because every |u_j| ≥ 1/2, a mi
 shows up in every direction. On failure the check localises: it computes the whole numerical
 derivative (up to ``max_localize`` entries) and names the mistake (:mod:`gradcheck.diagnose`).
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from . import numerical as num
 from ._base import ATTENUATION, C2, TINY, direction_stream, norm, rms
-from ._common import (DEFAULT_RTOL, MAX_EXTRA_DIRS, THIN, check_callable, dtype_of, precision_hint, read_like_x,
-                      tolerance)
+from ._common import (
+    DEFAULT_RTOL,
+    MAX_EXTRA_DIRS,
+    THIN,
+    check_callable,
+    dtype_of,
+    precision_hint,
+    read_like_x,
+    tolerance,
+)
 from ._eval import Evaluator, _flatten_out, output_like
 from ._frames import asserting, student_facing
 from ._tree import copy_tree
@@ -46,9 +55,15 @@ def _gradient_core(f, grad, x, *, rtol, n_dirs, seed, method, max_localize, kind
         return yours, D, denom, rms(yours - D) / denom, max(tol, 10 * rms([e.err for e in ests]) / denom)
 
     def matches(err, tol_eff, chosen):
-        return CheckResult.success(err, tol_eff, f"your {kind} matches the numerical one along {len(dirs)} random "
-                                   "directions", n_evals=ev.n_evals, method=chosen, kind=kind,
-                                   resolution=tol_eff / ATTENUATION)
+        return CheckResult.success(
+            err,
+            tol_eff,
+            f"your {kind} matches the numerical one along {len(dirs)} random directions",
+            n_evals=ev.n_evals,
+            method=chosen,
+            kind=kind,
+            resolution=tol_eff / ATTENUATION,
+        )
 
     if method == "auto" and n_dirs is None and not num.complex_affordable(ev):
         # A large x and a costly f: two central differences (4 evaluations) settle a clear pass;
@@ -86,14 +101,17 @@ def _gradient_core(f, grad, x, *, rtol, n_dirs, seed, method, max_localize, kind
     hint = precision_hint(raw_dtype, spec)
     if x0.size > max_localize:
         if kink and chosen != "complex":
-            return CheckResult.unreliable(err, tol_eff, n_evals=ev.n_evals, method=chosen, kind=kind,
-                                          resolution=resolution)
+            return CheckResult.unreliable(
+                err, tol_eff, n_evals=ev.n_evals, method=chosen, kind=kind, resolution=resolution
+            )
         code, msg = _directional_diagnosis(ev, spec, g, dirs, yours, D, denom, tol_eff, chosen, f_scale, kind)
         if code == "mismatch":
-            msg += (f"; x has {x0.size} entries, more than max_localize={max_localize}, so the wrong entries "
-                    "are not named")
-        return CheckResult.failure(code, err, tol_eff, msg + hint, n_evals=ev.n_evals, method=chosen, kind=kind,
-                                   resolution=resolution)
+            msg += (
+                f"; x has {x0.size} entries, more than max_localize={max_localize}, so the wrong entries are not named"
+            )
+        return CheckResult.failure(
+            code, err, tol_eff, msg + hint, n_evals=ev.n_evals, method=chosen, kind=kind, resolution=resolution
+        )
     J, kinks, errs = num.full_jacobian(ev, x0, spec, chosen, f_scale)
     G = J[0]
     mask = ~kinks
@@ -102,16 +120,35 @@ def _gradient_core(f, grad, x, *, rtol, n_dirs, seed, method, max_localize, kind
     full_err = norm((g - G)[mask]) / full_denom
     tol_full = max(tol, 10 * norm(errs[mask]) / full_denom)
     skipped = [w["index"] for w in worst_entries(np.where(kinks, 1.0, 0.0), np.zeros_like(G), spec.leaves, k=5)]
-    note = (f" Entries {', '.join(skipped)} are next to a kink of f (finite differences disagree) and were not "
-            "checked." if kinks.any() else "")
+    note = (
+        f" Entries {', '.join(skipped)} are next to a kink of f (finite differences disagree) and were not checked."
+        if kinks.any()
+        else ""
+    )
     if full_err <= tol_full:
-        return CheckResult.success(full_err, tol_full, f"your {kind} matches the numerical one in every entry.{note}",
-                                   diagnosis="kink" if kinks.any() else "ok", n_evals=ev.n_evals, method=chosen,
-                                   kind=kind, resolution=tol_full)
+        return CheckResult.success(
+            full_err,
+            tol_full,
+            f"your {kind} matches the numerical one in every entry.{note}",
+            diagnosis="kink" if kinks.any() else "ok",
+            n_evals=ev.n_evals,
+            method=chosen,
+            kind=kind,
+            resolution=tol_full,
+        )
     code, msg = diagnose(np.where(mask, g, 0), np.where(mask, G, 0), spec.leaves, tol_full, what=kind)
     worst = worst_entries(np.where(mask, g, 0), np.where(mask, G, 0), spec.leaves)
-    return CheckResult.failure(code, full_err, tol_full, msg + note + hint, worst=worst, n_evals=ev.n_evals,
-                               method=chosen, kind=kind, resolution=tol_full)
+    return CheckResult.failure(
+        code,
+        full_err,
+        tol_full,
+        msg + note + hint,
+        worst=worst,
+        n_evals=ev.n_evals,
+        method=chosen,
+        kind=kind,
+        resolution=tol_full,
+    )
 
 
 def _directional_diagnosis(ev, spec, g, dirs, yours, D, denom, tol_eff, chosen, f_scale, kind):
@@ -175,8 +212,18 @@ def check_gradient(f, grad, x, *, rtol=None, n_dirs=None, seed=0, method="auto",
     """
     f = check_callable(f, "f")
     grad = check_callable(grad, "grad")
-    return _gradient_core(f, grad, x, rtol=rtol, n_dirs=n_dirs, seed=seed, method=method,
-                          max_localize=max_localize, kind="gradient", who="grad")
+    return _gradient_core(
+        f,
+        grad,
+        x,
+        rtol=rtol,
+        n_dirs=n_dirs,
+        seed=seed,
+        method=method,
+        max_localize=max_localize,
+        kind="gradient",
+        who="grad",
+    )
 
 
 @student_facing
@@ -188,8 +235,9 @@ def check_vjp(f, vjp, x, *, rtol=None, n_dirs=None, seed=0, method="auto", max_l
     """
     f = check_callable(f, "f")
     vjp = check_callable(vjp, "vjp")
-    return vjp_core(f, vjp, x, rtol=rtol, n_dirs=n_dirs, seed=seed, method=method, max_localize=max_localize,
-                    kind="VJP", who="vjp")
+    return vjp_core(
+        f, vjp, x, rtol=rtol, n_dirs=n_dirs, seed=seed, method=method, max_localize=max_localize, kind="VJP", who="vjp"
+    )
 
 
 def vjp_core(f, vjp, x, *, rtol, n_dirs, seed, method, max_localize, kind, who):
@@ -204,8 +252,19 @@ def vjp_core(f, vjp, x, *, rtol, n_dirs, seed, method, max_localize, kind, who):
         return w @ _flatten_out(f(xx), ev.out_spec, "f")
 
     scalar_ev = (spec, x0, Evaluator(phi, spec, x0, scalar=True))
-    return _gradient_core(phi, lambda xx: vjp(xx, copy_tree(w_obj)), x, rtol=rtol, n_dirs=n_dirs, seed=seed,
-                          method=method, max_localize=max_localize, kind=kind, who=who, scalar_ev=scalar_ev)
+    return _gradient_core(
+        phi,
+        lambda xx: vjp(xx, copy_tree(w_obj)),
+        x,
+        rtol=rtol,
+        n_dirs=n_dirs,
+        seed=seed,
+        method=method,
+        max_localize=max_localize,
+        kind=kind,
+        who=who,
+        scalar_ev=scalar_ev,
+    )
 
 
 assert_gradient = asserting(check_gradient)

@@ -4,6 +4,7 @@ For random pairs (v, w) the student's wᵀ H v is compared with the directional 
 of the directional derivative along w of ``f`` (or of ``grad`` when given: more accurate), and the
 student's operator must be symmetric: vᵀ H w = wᵀ H v.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -84,10 +85,11 @@ def _hessian_core(f, x, user_Hv, user_full, grad, rtol, n_pairs, seed, method, m
     err = rms(yours_b - num_b) / denom
     tol_eff = max(tol, 10 * rms(err_b) / denom)
     symmetric = asym <= max(10 * tol_eff, 1e-10)
-    details = dict(n_evals=ev.n_evals, method=chosen, kind=kind, resolution=tol_eff / ATTENUATION ** 2)
+    details = dict(n_evals=ev.n_evals, method=chosen, kind=kind, resolution=tol_eff / ATTENUATION**2)
     if err <= tol_eff and symmetric:
-        return CheckResult.success(err, tol_eff, f"your {kind} matches {how} for {n_pairs} random pairs (v, w) "
-                                   "and is symmetric", **details)
+        return CheckResult.success(
+            err, tol_eff, f"your {kind} matches {how} for {n_pairs} random pairs (v, w) and is symmetric", **details
+        )
     N = x0.size
     if N <= max_localize:
         Hn = _numerical_hessian(ev, x0, spec, grad, method, f_scale)
@@ -99,19 +101,35 @@ def _hessian_core(f, x, user_Hv, user_full, grad, rtol, n_pairs, seed, method, m
         if not symmetric:
             if norm((Hu + Hu.T) / 2 - Hn) <= max(10 * tol_eff, 1e-6) * max(norm(Hn), TINY):
                 return CheckResult.failure(
-                    "symmetric_part", full_err, tol_eff, f"your {kind} is not symmetric, but its symmetric part "
+                    "symmetric_part",
+                    full_err,
+                    tol_eff,
+                    f"your {kind} is not symmetric, but its symmetric part "
                     "(H + Hᵀ)/2 is right: the Hessian of a smooth f is symmetric — did you write 2A where A + Aᵀ is "
-                    "needed?", worst=worst, **details)
-            return CheckResult.failure("not_symmetric", full_err, tol_eff, f"your {kind} is not symmetric (vᵀHw ≠ wᵀHv), "
-                                       "and the Hessian of a smooth f is; it is also wrong", worst=worst, **details)
+                    "needed?",
+                    worst=worst,
+                    **details,
+                )
+            return CheckResult.failure(
+                "not_symmetric",
+                full_err,
+                tol_eff,
+                f"your {kind} is not symmetric (vᵀHw ≠ wᵀHv), and the Hessian of a smooth f is; it is also wrong",
+                worst=worst,
+                **details,
+            )
         code, msg = diagnose(Hu.reshape(-1), Hn.reshape(-1), [leaf], tol_eff, what=kind, hessian=True)
         return CheckResult.failure(code, full_err, tol_eff, msg, worst=worst, **details)
     if not symmetric:
-        return CheckResult.failure("not_symmetric", err, tol_eff, f"your {kind} is not symmetric: vᵀHw ≠ wᵀHv",
-                                   **details)
+        return CheckResult.failure(
+            "not_symmetric", err, tol_eff, f"your {kind} is not symmetric: vᵀHw ≠ wᵀHv", **details
+        )
     c = float(yours_b @ num_b / max(num_b @ num_b, TINY))
-    code, msg = ("sign", sentence("sign", kind)) if abs(c + 1) < 1e-6 else \
-        ("mismatch", f"your {kind} differs from {how}; x has {N} entries, more than max_localize={max_localize}")
+    code, msg = (
+        ("sign", sentence("sign", kind))
+        if abs(c + 1) < 1e-6
+        else ("mismatch", f"your {kind} differs from {how}; x has {N} entries, more than max_localize={max_localize}")
+    )
     return CheckResult.failure(code, err, tol_eff, msg, **details)
 
 
@@ -151,7 +169,9 @@ def _square(Hraw, spec, kind):
 
 
 @student_facing
-def check_hessian(f, hess, x, *, grad=None, rtol=None, n_pairs=3, seed=0, method="auto", max_localize=60) -> CheckResult:
+def check_hessian(
+    f, hess, x, *, grad=None, rtol=None, n_pairs=3, seed=0, method="auto", max_localize=60
+) -> CheckResult:
     """Check ``hess(x)`` (shape ``x.shape + x.shape``, or ``(n, n)``) against second differences of ``f``.
 
     For random pairs (v, w), wᵀ H v is compared with the directional derivative along v of
@@ -166,8 +186,9 @@ def check_hessian(f, hess, x, *, grad=None, rtol=None, n_pairs=3, seed=0, method
     H, failed = _square(hess(copy_tree(x)), spec, "Hessian")
     if failed is not None:
         return failed
-    return _hessian_core(f, x, lambda v: (H @ v, None), lambda: H, grad, rtol, n_pairs, seed, method,
-                         max_localize, "Hessian")
+    return _hessian_core(
+        f, x, lambda v: (H @ v, None), lambda: H, grad, rtol, n_pairs, seed, method, max_localize, "Hessian"
+    )
 
 
 @student_facing

@@ -4,6 +4,7 @@
 ``jac(x) @ u``) is compared with finite differences along random ``u``; on failure a Jacobian is
 compared entry by entry with the whole numerical one, which names the mistake.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,13 +44,14 @@ def _jvp_core(ev, spec, x0, apply, rtol, n_dirs, seed, method, kind, who, full=N
         yours.append(y)
     yours = np.concatenate(yours)
     D = np.concatenate([np.real(np.ravel(e.value)) for e in ests])
-    denom = max(norm(D), norm(yours), TINY)   # symmetric: D can be round-off where J u = 0
+    denom = max(norm(D), norm(yours), TINY)  # symmetric: D can be round-off where J u = 0
     err = norm(yours - D) / denom
     tol_eff = max(tol, 10 * norm([e.err for e in ests]) / denom)
     details = dict(n_evals=ev.n_evals, method=chosen, kind=kind, resolution=tol_eff / ATTENUATION)
     if err <= tol_eff:
-        return CheckResult.success(err, tol_eff, f"your {kind} matches the numerical one along {len(dirs)} "
-                                   "random directions", **details)
+        return CheckResult.success(
+            err, tol_eff, f"your {kind} matches the numerical one along {len(dirs)} random directions", **details
+        )
     if kink and chosen != "complex":
         return CheckResult.unreliable(err, tol_eff, **details)
     if full is not None:
@@ -57,8 +59,10 @@ def _jvp_core(ev, spec, x0, apply, rtol, n_dirs, seed, method, kind, who, full=N
         if res is not None:
             res.n_evals = ev.n_evals
             return res
-    leaves = [Leaf(f"{out_leaf.path} along u{k}", "array", out_leaf.shape, out_leaf.dtype, offset=k * out_leaf.size)
-              for k in range(len(dirs))]
+    leaves = [
+        Leaf(f"{out_leaf.path} along u{k}", "array", out_leaf.shape, out_leaf.dtype, offset=k * out_leaf.size)
+        for k in range(len(dirs))
+    ]
     code, msg = diagnose(yours, D, leaves, tol_eff, what=kind)
     return CheckResult.failure(code, err, tol_eff, msg, worst=worst_entries(yours, D, leaves), **details)
 
@@ -116,8 +120,10 @@ def check_jacobian(f, jac, x, *, rtol=None, n_dirs=None, seed=0, method="auto", 
     jac = check_callable(jac, "jac")
     spec, x0, ev = num.prepare(f, copy_tree(x), scalar=False)
     if not spec.single_array:
-        raise TypeError(f"check_jacobian: x must be a float, an array or a tensor, not {spec.describe()}; "
-                        "for structures use check_vjp / check_jvp")
+        raise TypeError(
+            f"check_jacobian: x must be a float, an array or a tensor, not {spec.describe()}; "
+            "for structures use check_vjp / check_jvp"
+        )
     y0 = ev()
     if ev.out_spec[0] != "array":
         raise TypeError("check_jacobian: f(x) must return one array; for structures use check_vjp / check_jvp")
@@ -127,8 +133,10 @@ def check_jacobian(f, jac, x, *, rtol=None, n_dirs=None, seed=0, method="auto", 
     want = f_shape + x_shape
     if J.shape not in (want, (M, N)):
         if J.shape == x_shape + f_shape or J.shape == (N, M):
-            msg = (f"wrong layout: expected shape {want} with J[i, j] = ∂f_i/∂x_j, got {J.shape} — "
-                   "that is the transposed layout (∂f_j/∂x_i); return its transpose")
+            msg = (
+                f"wrong layout: expected shape {want} with J[i, j] = ∂f_i/∂x_j, got {J.shape} — "
+                "that is the transposed layout (∂f_j/∂x_i); return its transpose"
+            )
         else:
             msg = shape_message(_flat_leaf("J", want), J.shape, "Jacobian")
             msg = msg.replace("(the shape of J)", "(= f(x).shape + x.shape)")
@@ -148,8 +156,15 @@ def check_jacobian(f, jac, x, *, rtol=None, n_dirs=None, seed=0, method="auto", 
         Jn, kinks, errs = num.full_jacobian(ev, x0, spec, chosen, f_scale)
         err = norm(Jm - Jn) / max(norm(Jn), TINY)
         code, msg = diagnose(Jm.reshape(-1), Jn.reshape(-1), [leaf], tol_eff, what="Jacobian")
-        return CheckResult.failure(code, err, tol_eff, msg, worst=worst_entries(Jm.reshape(-1), Jn.reshape(-1), [leaf]),
-                                   method=chosen, kind="Jacobian")
+        return CheckResult.failure(
+            code,
+            err,
+            tol_eff,
+            msg,
+            worst=worst_entries(Jm.reshape(-1), Jn.reshape(-1), [leaf]),
+            method=chosen,
+            kind="Jacobian",
+        )
 
     return _jvp_core(ev, spec, x0, apply, rtol, n_dirs, seed, method, "Jacobian", "jac", full=full)
 

@@ -12,6 +12,7 @@ complex input; it also stays on the branch the code takes near a kink (ReLU, max
 applies is probed (:func:`choose_method`); otherwise Richardson-extrapolated central differences
 are used, and the disagreement of D(h) and D(h/2) flags a kink between x − h d and x + h d.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ class Estimate:
     err: float
     kink: bool
     method: str
-    pair: tuple | None = None   # central: (f(x + h d), f(x − h d), h), reusable by Richardson
+    pair: tuple | None = None  # central: (f(x + h d), f(x − h d), h), reusable by Richardson
 
 
 def _eps(ev: Evaluator) -> float:
@@ -51,8 +52,14 @@ def _eps(ev: Evaluator) -> float:
     return float(getattr(ev, "eps", None) or np.finfo(ev.real_dtype).eps)
 
 
-def directional(ev: Evaluator, d: np.ndarray, method: str, f_scale: float = 0.0, h: float | None = None,
-                reuse: Estimate | None = None) -> Estimate:
+def directional(
+    ev: Evaluator,
+    d: np.ndarray,
+    method: str,
+    f_scale: float = 0.0,
+    h: float | None = None,
+    reuse: Estimate | None = None,
+) -> Estimate:
     """Estimate the derivative of ``ev`` at its point along the (already scaled) direction ``d``.
 
     ``h`` overrides the step of the central scheme (default ε^(1/3)); its error estimate covers
@@ -117,7 +124,7 @@ def _rounding_noise(ev, d, eps, h, d1, s1):
     x0 = getattr(ev, "x0", None)
     if x0 is None or not x0.size:
         return 0.0
-    rel = max(1.0, float(np.max(np.abs(x0))) / max(float(np.sqrt(np.mean(d ** 2))), 1e-300))
+    rel = max(1.0, float(np.max(np.abs(x0))) / max(float(np.sqrt(np.mean(d**2))), 1e-300))
     return 4 * eps * rel * (norm(d1) + s1 / h) / h
 
 
@@ -202,8 +209,7 @@ def prepare(f, x, scalar):
     x0 = flatten(x, spec)
     if not np.all(np.isfinite(x0)):
         bad = int(np.flatnonzero(~np.isfinite(x0))[0])
-        raise ValueError(f"x contains NaN or inf (first at {entry_name(spec.leaves, bad)}); "
-                         "checks need a finite point")
+        raise ValueError(f"x contains NaN or inf (first at {entry_name(spec.leaves, bad)}); checks need a finite point")
     ev = Evaluator(f, spec, x0, scalar=scalar)
     return spec, x0, ev
 
@@ -242,8 +248,9 @@ def numerical_jacobian(f, x, method: str = "auto") -> np.ndarray:
     """
     spec, x0, ev = prepare(f, copy_tree(x), scalar=False)
     if not spec.single_array:
-        raise TypeError("numerical_jacobian: x must be a float, a NumPy array or a torch tensor, not "
-                        f"{spec.describe()}")
+        raise TypeError(
+            f"numerical_jacobian: x must be a float, a NumPy array or a torch tensor, not {spec.describe()}"
+        )
     y0 = ev()
     if ev.out_spec[0] != "array":
         raise TypeError("numerical_jacobian: f(x) must return one array or tensor")

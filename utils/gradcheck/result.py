@@ -1,4 +1,5 @@
 """The outcome of a check: a verdict, a number, a diagnosis and a sentence a student can act on."""
+
 from __future__ import annotations
 
 import html
@@ -6,8 +7,9 @@ from dataclasses import dataclass, field
 
 from .diagnose import DIAGNOSES
 
-UNRELIABLE = ("unreliable here: f is not smooth near x (finite differences at two steps disagree) "
-              "— check at another point")
+UNRELIABLE = (
+    "unreliable here: f is not smooth near x (finite differences at two steps disagree) — check at another point"
+)
 
 
 @dataclass
@@ -90,9 +92,11 @@ class CheckResult:
         return bool(self.passed)
 
     def __str__(self) -> str:
-        head = (f"{self.kind} check {'passed' if self.passed else 'FAILED'}: {self.message} "
-                f"[relative error {self.error:.2e}, tolerance {self.tolerance:.1e}{self._resolution_text()}, "
-                f"{self.n_evals} evaluations, {self.method}]")
+        head = (
+            f"{self.kind} check {'passed' if self.passed else 'FAILED'}: {self.message} "
+            f"[relative error {self.error:.2e}, tolerance {self.tolerance:.1e}{self._resolution_text()}, "
+            f"{self.n_evals} evaluations, {self.method}]"
+        )
         if not self.worst or self.passed:
             return head
         rows = [f"  {'entry':<22}{'yours':>14}{'expected':>14}{'abs err':>11}"]
@@ -105,8 +109,10 @@ class CheckResult:
         return f", resolves relative errors ≥ {r:.1e}" if r == r and r > self.tolerance else ""
 
     def __repr__(self) -> str:
-        return (f"CheckResult(passed={self.passed}, error={self.error:.3e}, diagnosis={self.diagnosis!r}, "
-                f"n_evals={self.n_evals}, method={self.method!r})")
+        return (
+            f"CheckResult(passed={self.passed}, error={self.error:.3e}, diagnosis={self.diagnosis!r}, "
+            f"n_evals={self.n_evals}, method={self.method!r})"
+        )
 
     def _repr_html_(self) -> str:
         ok = bool(self.passed)
@@ -115,11 +121,17 @@ class CheckResult:
         if self.worst and not ok:
             cells = "".join(
                 f"<tr><td><code>{html.escape(w['index'])}</code></td><td>{w['yours']:.6g}</td>"
-                f"<td>{w['expected']:.6g}</td><td>{w['abs_err']:.2e}</td></tr>" for w in self.worst)
-            table = ("<table style='margin-top:4px;font-size:90%'><tr><th>entry</th><th>yours</th>"
-                     f"<th>expected</th><th>abs err</th></tr>{cells}</table>")
-        return (f"<div style='border-left:4px solid {color};background:{bg};padding:6px 10px;margin:4px 0;"
-                f"font-family:sans-serif'><b style='color:{color}'>{mark} {self.kind} check "
-                f"{'passed' if ok else 'failed'}</b> — {html.escape(self.message)}"
-                f"<div style='color:#555;font-size:85%'>relative error {self.error:.2e} · tolerance "
-                f"{self.tolerance:.1e}{html.escape(self._resolution_text())} · {self.n_evals} evaluations · {self.method}</div>{table}</div>")
+                f"<td>{w['expected']:.6g}</td><td>{w['abs_err']:.2e}</td></tr>"
+                for w in self.worst
+            )
+            table = (
+                "<table style='margin-top:4px;font-size:90%'><tr><th>entry</th><th>yours</th>"
+                f"<th>expected</th><th>abs err</th></tr>{cells}</table>"
+            )
+        return (
+            f"<div style='border-left:4px solid {color};background:{bg};padding:6px 10px;margin:4px 0;"
+            f"font-family:sans-serif'><b style='color:{color}'>{mark} {self.kind} check "
+            f"{'passed' if ok else 'failed'}</b> — {html.escape(self.message)}"
+            f"<div style='color:#555;font-size:85%'>relative error {self.error:.2e} · tolerance "
+            f"{self.tolerance:.1e}{html.escape(self._resolution_text())} · {self.n_evals} evaluations · {self.method}</div>{table}</div>"
+        )

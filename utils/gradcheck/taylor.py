@@ -8,6 +8,7 @@ For a direction v and steps h,
 With a wrong gradient r1 is O(h) too: the slope breaks down to 1. When f is linear along v,
 r1 is round-off at every h and no slope can be observed (``order1`` is nan then).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,12 +34,15 @@ class TaylorResult:
         return bool(self.passed)
 
     def __str__(self):
-        return (f"Taylor test {'passed' if self.passed else 'FAILED'}: {self.message} "
-                f"(observed orders: zeroth remainder {self.order0:.2f}, first remainder {self.order1:.2f})")
+        return (
+            f"Taylor test {'passed' if self.passed else 'FAILED'}: {self.message} "
+            f"(observed orders: zeroth remainder {self.order0:.2f}, first remainder {self.order1:.2f})"
+        )
 
     def plot(self, ax=None, label=None):
         """Log-log plot of both remainders with reference slopes 1 and 2."""
         import matplotlib.pyplot as plt  # noqa: PLC0415 - optional, imported on use
+
         if ax is None:
             ax = plt.gca()
         tag = f" ({label})" if label else ""
@@ -88,8 +92,8 @@ def taylor_test(f, grad, x, direction=None, steps=None, seed=0) -> TaylorResult:
         v = flatten(direction, spec_of(direction, what="direction"))
         if v.size != x0.size:
             raise ValueError(f"direction has {v.size} entries, x has {x0.size}")
-    scale = max(float(np.sqrt(np.mean(x0 ** 2))), 1.0)
-    v = v * scale / max(float(np.sqrt(np.mean(v ** 2))), 1e-300)
+    scale = max(float(np.sqrt(np.mean(x0**2))), 1.0)
+    v = v * scale / max(float(np.sqrt(np.mean(v**2))), 1e-300)
     h = np.logspace(-1, -6, 11) if steps is None else np.asarray(steps, dtype=float)
     if h.ndim != 1 or h.size < 3 or np.any(h <= 0):
         raise ValueError("steps must be a 1-D array of at least 3 positive numbers")
@@ -106,10 +110,16 @@ def taylor_test(f, grad, x, direction=None, steps=None, seed=0) -> TaylorResult:
     order0, order1 = _slope(h, r0, noise), _slope(h, r1, noise)
     if np.isnan(order1):
         passed = bool(np.all(r1 <= noise))
-        msg = ("f is linear along v: the first-order remainder is round-off at every step"
-               if passed else "the first-order remainder does not decrease")
+        msg = (
+            "f is linear along v: the first-order remainder is round-off at every step"
+            if passed
+            else "the first-order remainder does not decrease"
+        )
     else:
         passed = order1 > 1.8
-        msg = ("the first-order remainder decreases like h², as it must with the right gradient" if passed else
-               f"the first-order remainder decreases like h^{order1:.1f}, not h²: the gradient is wrong")
+        msg = (
+            "the first-order remainder decreases like h², as it must with the right gradient"
+            if passed
+            else f"the first-order remainder decreases like h^{order1:.1f}, not h²: the gradient is wrong"
+        )
     return TaylorResult(h, r0, r1, order0, order1, passed, msg)

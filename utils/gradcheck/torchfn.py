@@ -12,6 +12,7 @@ accepts complex tensors, Richardson differences otherwise.
 
 torch is imported only when this is called: ``import gradcheck`` never imports it.
 """
+
 from __future__ import annotations
 
 from ._frames import asserting, student_facing
@@ -22,6 +23,7 @@ from .result import CheckResult
 
 def _torch():
     import torch  # noqa: PLC0415 - optional dependency, imported on use
+
     return torch
 
 
@@ -32,7 +34,7 @@ def _apply_of(fn):
         return fn.apply, fn
     if not callable(fn):
         raise TypeError(f"fn must be a torch.autograd.Function subclass or a callable, got {type(fn).__name__}")
-    owner = getattr(fn, "__self__", None)          # MyFunction.apply is bound to the class
+    owner = getattr(fn, "__self__", None)  # MyFunction.apply is bound to the class
     if isinstance(owner, type) and issubclass(owner, torch.autograd.Function):
         return fn, owner
     return fn, None
@@ -99,8 +101,10 @@ def check_function(fn, *inputs, rtol=None, seed=0, method="auto", max_localize=2
         raise ValueError(f"jvp must be 'auto', True or False, got {jvp!r}")
     checked = [i for i, a in enumerate(inputs) if isinstance(a, torch.Tensor) and a.requires_grad]
     if not checked:
-        raise ValueError("check_function: no input requires grad — create the tensors to check with "
-                         "requires_grad=True (as torch.autograd.gradcheck expects)")
+        raise ValueError(
+            "check_function: no input requires grad — create the tensors to check with "
+            "requires_grad=True (as torch.autograd.gradcheck expects)"
+        )
     for i in checked:
         if not inputs[i].is_floating_point():
             raise TypeError(f"check_function: input {i} has dtype {inputs[i].dtype}; a floating dtype is needed")
@@ -116,29 +120,44 @@ def check_function(fn, *inputs, rtol=None, seed=0, method="auto", max_localize=2
             with torch.no_grad():
                 return _outputs(apply(*args), "fn")
 
-        def vjp(xi, y_bar, i=i):
+        def vjp(xi, y_bar, i=i, label=label):
             args = list(fixed)
             args[i] = xi.detach().clone().requires_grad_(True)
             y = _outputs(apply(*args), "fn")
             ys, bars = (y, y_bar) if isinstance(y, tuple) else ((y,), (y_bar,))
             pairs = [(o, b) for o, b in zip(ys, bars) if o.requires_grad]
             if not pairs:
-                raise TypeError(f"fn's output does not depend on {label} through autograd (no grad_fn): "
-                                "did forward detach it or leave autograd?")
-            (g,) = torch.autograd.grad([o for o, _ in pairs], [args[i]], [b.to(o.dtype) for o, b in pairs],
-                                       allow_unused=True)
+                raise TypeError(
+                    f"fn's output does not depend on {label} through autograd (no grad_fn): "
+                    "did forward detach it or leave autograd?"
+                )
+            (g,) = torch.autograd.grad(
+                [o for o, _ in pairs], [args[i]], [b.to(o.dtype) for o, b in pairs], allow_unused=True
+            )
             return torch.zeros_like(args[i]) if g is None else g
 
         x = inputs[i].detach().clone()
-        r = vjp_core(f, vjp, x, rtol=rtol, n_dirs=None, seed=seed, method=method, max_localize=max_localize,
-                     kind=f"backward (VJP) of {label}", who="backward")
+        r = vjp_core(
+            f,
+            vjp,
+            x,
+            rtol=rtol,
+            n_dirs=None,
+            seed=seed,
+            method=method,
+            max_localize=max_localize,
+            kind=f"backward (VJP) of {label}",
+            who="backward",
+        )
         n_evals += r.n_evals
         results.append(r)
         if not r.passed:
             break
         if do_jvp:
+
             def jvp_fn(xi, u, i=i):
                 import torch.autograd.forward_ad as fwAD  # noqa: PLC0415
+
                 args = list(fixed)
                 with fwAD.dual_level():
                     args[i] = fwAD.make_dual(xi.detach().clone(), u.to(xi.dtype))
@@ -150,8 +169,17 @@ def check_function(fn, *inputs, rtol=None, seed=0, method="auto", max_localize=2
                         tangents.append(torch.zeros_like(o) if t is None else t)
                 return tuple(tangents) if isinstance(y, tuple) else tangents[0]
 
-            r = jvp_check(f, jvp_fn, x, rtol=rtol, n_dirs=None, seed=seed, method=method,
-                          kind=f"forward (JVP) of {label}", who="jvp")
+            r = jvp_check(
+                f,
+                jvp_fn,
+                x,
+                rtol=rtol,
+                n_dirs=None,
+                seed=seed,
+                method=method,
+                kind=f"forward (JVP) of {label}",
+                who="jvp",
+            )
             n_evals += r.n_evals
             results.append(r)
             if not r.passed:
@@ -162,11 +190,16 @@ def check_function(fn, *inputs, rtol=None, seed=0, method="auto", max_localize=2
         return bad
     modes = "backward and jvp" if do_jvp else "backward"
     worst = max(results, key=lambda r: r.error / r.tolerance)
-    return CheckResult.success(worst.error, worst.tolerance,
-                               f"{modes} match finite differences of forward for {len(checked)} input"
-                               f"{'s' if len(checked) > 1 else ''} that require grad",
-                               n_evals=n_evals, method=worst.method, kind="Function",
-                               resolution=max(r.resolution for r in results))
+    return CheckResult.success(
+        worst.error,
+        worst.tolerance,
+        f"{modes} match finite differences of forward for {len(checked)} input"
+        f"{'s' if len(checked) > 1 else ''} that require grad",
+        n_evals=n_evals,
+        method=worst.method,
+        kind="Function",
+        resolution=max(r.resolution for r in results),
+    )
 
 
 assert_function = asserting(check_function)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-pytest_plugins = ["pytester"]   # test_tracebacks runs a student's pytest session in-process
+pytest_plugins = ["pytester"]  # test_tracebacks runs a student's pytest session in-process
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 Test data, not part of the wheel (only ``gradcheck/`` is packaged). Imports torch: import it only
 where torch is installed.
 """
+
 import torch
 
 

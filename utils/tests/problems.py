@@ -1,4 +1,5 @@
 """Functions with known gradients / Hessians, shared by the tests (numpy, complex-safe)."""
+
 import numpy as np
 
 
@@ -37,7 +38,7 @@ def logistic(rng, m=30, n=5, lam=0.1):
 
 def trace_AXB(rng, m=4, n=3):
     A, B = rng.standard_normal((n, m)), rng.standard_normal((n, n))
-    f = lambda X: np.trace(A @ X @ B)      # X is m×n
+    f = lambda X: np.trace(A @ X @ B)  # X is m×n
     g = lambda X: A.T @ B.T
     return f, g, rng.standard_normal((m, n))
 

@@ -1,19 +1,21 @@
 """Method by measured cost, the quick central pass for large x, thin margins, and CheckResult.resolution."""
+
 import time
 
 import numpy as np
+import problems as P
 import pytest
 
 import gradcheck as gc
-import problems as P
 
 
 def _slow_when_complex(rng, n, pause=0.05):
     """f = ½‖x‖² + Σ log(1 + eˣ)/10 that takes `pause` seconds whenever it is handed complex input."""
+
     def f(x):
         if np.iscomplexobj(x):
             time.sleep(pause)
-        return 0.5 * np.sum(x ** 2) + 0.1 * np.sum(np.log1p(np.exp(x)))
+        return 0.5 * np.sum(x**2) + 0.1 * np.sum(np.log1p(np.exp(x)))
 
     def grad(x):
         return x + 0.1 / (1 + np.exp(-x))
@@ -45,8 +47,8 @@ def test_large_x_correct_gradient_passes_in_five_evaluations(rng):
 def test_single_entry_error_of_relative_size_1e8_is_caught(rng, n):
     f, g, x = P.bench(rng, n=n)
     g0 = g(x)
-    j = int(np.argmin(np.abs(np.abs(g0) - np.sqrt(np.mean(g0 ** 2)))))   # a typical entry
-    delta = 1e-8 * np.linalg.norm(g0) / abs(g0[j])                      # ‖error‖ / ‖∇f‖ = 1e-8
+    j = int(np.argmin(np.abs(np.abs(g0) - np.sqrt(np.mean(g0**2)))))  # a typical entry
+    delta = 1e-8 * np.linalg.norm(g0) / abs(g0[j])  # ‖error‖ / ‖∇f‖ = 1e-8
 
     def bad(x):
         y = g(x).copy()
@@ -55,7 +57,7 @@ def test_single_entry_error_of_relative_size_1e8_is_caught(rng, n):
 
     r = gc.check_gradient(f, bad, x, max_localize=100)
     assert not r.passed, str(r)
-    assert r.diagnosis not in ("factor", "sign"), str(r)   # never a "factor of 1.00000001"
+    assert r.diagnosis not in ("factor", "sign"), str(r)  # never a "factor of 1.00000001"
     assert r.resolution <= 1e-8, str(r)
 
 

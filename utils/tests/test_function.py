@@ -1,11 +1,13 @@
 """check_function: torch autograd Functions (backward and jvp) and torch-native f with NumPy points."""
+
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")  # optional dependency of gradcheck; the course env pins it
 
-import gradcheck as gc
 from planted import solve_function as make_solve
+
+import gradcheck as gc
 
 
 def _double(*shape, seed=0, requires_grad=True):
@@ -25,12 +27,15 @@ def test_correct_function_passes_backward_and_jvp(Ab):
     assert "backward and jvp" in r.message and r.kind == "Function" and r.resolution < 1e-7
 
 
-@pytest.mark.parametrize("mistake, which, code", [
-    ("A_transposed", "backward (VJP) of input 0", "transposed"),
-    ("b_sign", "backward (VJP) of input 1", "sign"),
-    ("b_not_transposed", "backward (VJP) of input 1", "mismatch"),
-    ("jvp_factor", "forward (JVP) of input 0", "factor"),
-])
+@pytest.mark.parametrize(
+    "mistake, which, code",
+    [
+        ("A_transposed", "backward (VJP) of input 0", "transposed"),
+        ("b_sign", "backward (VJP) of input 1", "sign"),
+        ("b_not_transposed", "backward (VJP) of input 1", "mismatch"),
+        ("jvp_factor", "forward (JVP) of input 0", "factor"),
+    ],
+)
 def test_planted_mistakes_are_named(Ab, mistake, which, code):
     r = gc.check_function(make_solve(mistake), *Ab)
     assert not r.passed and r.kind == which, str(r)
@@ -49,7 +54,7 @@ def test_only_inputs_that_require_grad_are_checked(Ab):
 
 def test_apply_and_plain_torch_callables_are_accepted(Ab):
     assert gc.check_function(make_solve().apply, *Ab).passed
-    assert gc.check_function(torch.linalg.solve, *Ab, jvp=True).passed      # torch's own derivatives
+    assert gc.check_function(torch.linalg.solve, *Ab, jvp=True).passed  # torch's own derivatives
 
 
 def test_several_outputs_and_non_tensor_arguments():
@@ -58,7 +63,7 @@ def test_several_outputs_and_non_tensor_arguments():
         def forward(ctx, x, c):
             ctx.save_for_backward(x)
             ctx.c = c
-            return torch.sin(x) * c, x ** 2
+            return torch.sin(x) * c, x**2
 
         @staticmethod
         def backward(ctx, y1_bar, y2_bar):
@@ -72,7 +77,7 @@ def test_several_outputs_and_non_tensor_arguments():
         @staticmethod
         def backward(ctx, y1_bar, y2_bar):
             (x,) = ctx.saved_tensors
-            return torch.cos(x) * ctx.c * y1_bar, None       # drops the second output's term
+            return torch.cos(x) * ctx.c * y1_bar, None  # drops the second output's term
 
     assert not gc.check_function(Forgot, x, 3.0).passed
 
@@ -98,13 +103,13 @@ def test_torch_native_f_and_grad_accept_numpy_points():
     rng = np.random.default_rng(0)
     A, b = torch.tensor(rng.standard_normal((30, 10))), torch.tensor(rng.standard_normal(30))
     f = lambda x: 0.5 * ((A @ x - b) ** 2).sum() + torch.nn.functional.softplus(x).sum()  # noqa: E731
-    g = lambda x: A.T @ (A @ x - b) + torch.sigmoid(x)                                    # noqa: E731
+    g = lambda x: A.T @ (A @ x - b) + torch.sigmoid(x)  # noqa: E731
     x = rng.standard_normal(10)
     r = gc.check_gradient(f, g, x)
     assert r.passed and r.n_evals <= 10, str(r)
     assert gc.check_gradient(f, lambda x: 2 * g(x), x).diagnosis == "factor"
     # complex-capable torch code gets the complex step
-    f2 = lambda x: 0.5 * ((A.to(x.dtype) @ x - b) ** 2).sum()                            # noqa: E731
+    f2 = lambda x: 0.5 * ((A.to(x.dtype) @ x - b) ** 2).sum()  # noqa: E731
     assert gc.check_gradient(f2, lambda x: A.T @ (A @ x - b), x).method == "complex"
     assert gc.check_vjp(torch.sin, lambda x, v: torch.cos(x) * v, x).passed
     assert gc.check_hvp(f2, lambda x, v: A.T @ (A @ v), x).passed

@@ -1,18 +1,21 @@
 """check_gradient: correct gradients pass cheaply, planted mistakes fail with the right diagnosis."""
+
 import numpy as np
+import problems as P
 import pytest
 
 import gradcheck as gc
-import problems as P
 
 
 def no_complex(f):
     """The same function, refusing complex input: forces the Richardson path."""
+
     def g(x):
         leaves = x if isinstance(x, (tuple, list)) else [x]
         if any(np.iscomplexobj(l) for l in leaves):
             raise TypeError("real input only")
         return f(x)
+
     return g
 
 
@@ -89,17 +92,20 @@ def test_transposed_nonsquare_is_a_shape_error_that_says_so(rng):
 def test_only_symmetric_part_right(rng):
     n = 4
     A = rng.standard_normal((n, n))
-    f = lambda X: np.trace(A @ X)              # gradient Aᵀ
+    f = lambda X: np.trace(A @ X)  # gradient Aᵀ
     X = rng.standard_normal((n, n))
     r = gc.check_gradient(f, lambda X: (A + A.T) / 2, X)
     assert (r.passed, r.diagnosis) == (False, "symmetric_part"), str(r)
 
 
-@pytest.mark.parametrize("returned, words", [
-    (lambda g, x: g(x).reshape(-1), "flattened"),
-    (lambda g, x: g(x)[:, :, None], "extra dimension"),
-    (lambda g, x: g(x)[:2], "entries instead of"),
-])
+@pytest.mark.parametrize(
+    "returned, words",
+    [
+        (lambda g, x: g(x).reshape(-1), "flattened"),
+        (lambda g, x: g(x)[:, :, None], "extra dimension"),
+        (lambda g, x: g(x)[:2], "entries instead of"),
+    ],
+)
 def test_wrong_shapes_are_explained(rng, returned, words):
     f, g, X = P.frobenius(rng)
     r = gc.check_gradient(f, lambda X: returned(g, X), X)
@@ -150,7 +156,7 @@ def test_single_entry_bug_is_caught_and_named(n, delta):
 def test_no_false_alarm_near_a_relu_kink(rng, complex_ok):
     n = 30
     a = rng.standard_normal(n)
-    f = lambda x: np.sum(a * np.maximum(x, 0)) + 0.5 * np.sum(x ** 2)
+    f = lambda x: np.sum(a * np.maximum(x, 0)) + 0.5 * np.sum(x**2)
     g = lambda x: a * (x > 0) + x
     x = rng.standard_normal(n)
     x[4] = 3e-7
@@ -185,8 +191,9 @@ def test_structures_tuple_list_dict_and_float(rng):
     w, b = rng.standard_normal(3), 0.3
     assert gc.check_gradient(lambda p: loss(*p), lambda p: grad_loss(*p), (w, b)).passed
     assert gc.check_gradient(lambda p: loss(*p), lambda p: list(grad_loss(*p)), [w, b]).passed
-    assert gc.check_gradient(lambda p: loss(p["w"], p["b"]), lambda p: dict(zip("wb", grad_loss(p["w"], p["b"]))),
-                             {"w": w, "b": b}).passed
+    assert gc.check_gradient(
+        lambda p: loss(p["w"], p["b"]), lambda p: dict(zip("wb", grad_loss(p["w"], p["b"]))), {"w": w, "b": b}
+    ).passed
     assert gc.check_gradient(lambda x: np.sin(x) * x, lambda x: np.cos(x) * x + np.sin(x), 0.7).passed
     r = gc.check_gradient(lambda p: loss(*p), lambda p: (grad_loss(*p)[0], 2 * grad_loss(*p)[1]), (w, b))
     assert not r.passed and "x[1]" in r.message
@@ -234,13 +241,19 @@ def test_large_x_without_localisation_still_names_sign(rng):
     assert r.n_evals <= 10
 
 
-@pytest.mark.parametrize("mistake, code", [
-    (lambda G: G.T, "transposed"), (lambda G: (G + G.T) / 2, "symmetric_part"), (lambda G: -G, "sign"),
-    (lambda G: 2 * G, "factor")])
+@pytest.mark.parametrize(
+    "mistake, code",
+    [
+        (lambda G: G.T, "transposed"),
+        (lambda G: (G + G.T) / 2, "symmetric_part"),
+        (lambda G: -G, "sign"),
+        (lambda G: 2 * G, "factor"),
+    ],
+)
 def test_patterns_are_named_without_localisation(rng, mistake, code):
-    n = 60                                       # 3600 entries, above max_localize below
+    n = 60  # 3600 entries, above max_localize below
     A, B = rng.standard_normal((n, n)), rng.standard_normal((n, n))
-    f = lambda X: np.trace(A @ X @ B) + 0.5 * np.sum(X ** 2)
+    f = lambda X: np.trace(A @ X @ B) + 0.5 * np.sum(X**2)
     g = lambda X: A.T @ B.T + X
     X = rng.standard_normal((n, n))
     r = gc.check_gradient(f, lambda X: mistake(g(X)), X, max_localize=100)
@@ -263,7 +276,7 @@ def test_small_single_entry_error_without_localisation_is_not_called_a_factor(rn
 @pytest.mark.parametrize("method", ["richardson", "auto"])
 def test_wrong_gradient_fails_where_the_true_gradient_is_zero(method):
     # regressions: the tolerance was divided by ‖∇f‖ = 0 (a reviewer's report)
-    f = lambda x: np.sum(np.abs(x - 1) ** 2)            # abs: no complex step
+    f = lambda x: np.sum(np.abs(x - 1) ** 2)  # abs: no complex step
     assert not gc.check_gradient(f, lambda x: 2 * (x - 1) + 5, np.ones(3), method=method).passed
     assert gc.check_gradient(f, lambda x: 2 * (x - 1), np.ones(3), method=method).passed
     assert not gc.check_gradient(lambda x: x @ x, lambda x: 2 * x + 1, np.zeros(3), method=method).passed

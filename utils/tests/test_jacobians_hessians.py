@@ -1,9 +1,10 @@
 """Jacobians, VJPs, JVPs, Hessians and HVPs: correct ones pass, classic mistakes are named."""
+
 import numpy as np
+import problems as P
 import pytest
 
 import gradcheck as gc
-import problems as P
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def test_square_jacobian_transposed(rng):
 
 def test_jacobian_of_matrix_input_has_shape_f_plus_x(rng):
     B = rng.standard_normal((3, 2))
-    f = lambda X: X @ B            # (4, 2) output for X (4, 3)
+    f = lambda X: X @ B  # (4, 2) output for X (4, 3)
     X = rng.standard_normal((4, 3))
     J = np.einsum("ik,jl->ijkl", np.eye(4), B.T)  # ∂(XB)_ij/∂X_kl = δ_ik B_lj
     assert gc.check_jacobian(f, lambda X: J, X).passed
@@ -54,8 +55,8 @@ def test_vjp_and_jvp(layer):
 
 def test_elementwise_exp_vjp_never_forms_J(rng):
     z = rng.standard_normal(50)
-    assert gc.check_vjp(np.exp, lambda z, g: g * np.exp(z), z).passed          # z̄ = ȳ ⊙ exp(z)
-    assert not gc.check_vjp(np.exp, lambda z, g: np.exp(z), z).passed          # forgot ȳ
+    assert gc.check_vjp(np.exp, lambda z, g: g * np.exp(z), z).passed  # z̄ = ȳ ⊙ exp(z)
+    assert not gc.check_vjp(np.exp, lambda z, g: np.exp(z), z).passed  # forgot ȳ
 
 
 def test_vjp_with_structured_input(rng):

@@ -1,13 +1,15 @@
 """numerical_gradient / numerical_jacobian accuracy by scheme, and the Taylor test."""
+
 import numpy as np
+import problems as P
 import pytest
 
 import gradcheck as gc
-import problems as P
 
 
-@pytest.mark.parametrize("method, rtol", [("complex", 1e-14), ("richardson", 1e-10), ("central", 1e-7),
-                                          ("forward", 1e-5), ("auto", 1e-14)])
+@pytest.mark.parametrize(
+    "method, rtol", [("complex", 1e-14), ("richardson", 1e-10), ("central", 1e-7), ("forward", 1e-5), ("auto", 1e-14)]
+)
 def test_numerical_gradient_accuracy(rng, method, rtol):
     f, g, x = P.bench(rng, n=40)
     G = gc.numerical_gradient(f, x, method=method)
@@ -20,7 +22,7 @@ def test_numerical_gradient_keeps_structure(rng):
     G = gc.numerical_gradient(lambda p: np.sum(p["W"] ** 2) + p["b"] ** 3, {"W": W, "b": b})
     assert set(G) == {"W", "b"} and G["W"].shape == (2, 3)
     np.testing.assert_allclose(G["W"], 2 * W, rtol=1e-12)
-    np.testing.assert_allclose(G["b"], 3 * b ** 2, rtol=1e-12)
+    np.testing.assert_allclose(G["b"], 3 * b**2, rtol=1e-12)
 
 
 def test_numerical_jacobian_shape(rng):
@@ -47,8 +49,10 @@ def test_taylor_on_linear_function_is_not_nonsense(rng):
 
 def test_taylor_plot(rng):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     f, g, x = P.bench(rng, n=10)
     fig, ax = plt.subplots()
     gc.taylor_test(f, g, x).plot(ax)

@@ -1,5 +1,5 @@
 """torch tensors as x; torch functions with and without complex support; agreement with autograd."""
-import numpy as np
+
 import pytest
 
 torch = pytest.importorskip("torch")  # torch is an optional dependency of gradcheck; the course env pins it
@@ -57,7 +57,7 @@ def test_float32_tensor(data):
 
 def test_hvp_with_double_backward(data):
     A, b, x = data
-    f = lambda x: torch.log1p(torch.exp(A.to(x.dtype) @ x - b)).sum() + (x ** 4).sum()
+    f = lambda x: torch.log1p(torch.exp(A.to(x.dtype) @ x - b)).sum() + (x**4).sum()
 
     def hvp(x, v):
         xx = x.clone().requires_grad_(True)

@@ -3,6 +3,7 @@
 In plain Python, in pytest and in a real Jupyter kernel (IPython always prints the innermost
 frame, so hiding gradcheck's frames there needs them cut from the traceback, not only marked).
 """
+
 import os
 import re
 import textwrap
@@ -48,7 +49,8 @@ def ours(filename):
 
 def student_helper():
     def my_helper():
-        gc.assert_gradient(lambda x: np.sum(x ** 3), lambda x: -3 * x ** 2, np.linspace(0.5, 1.5, 4))
+        gc.assert_gradient(lambda x: np.sum(x**3), lambda x: -3 * x**2, np.linspace(0.5, 1.5, 4))
+
     return my_helper
 
 
@@ -58,7 +60,7 @@ def test_a_failed_assert_ends_in_the_students_function_with_the_same_message():
     names = [name for _, name in frames(info.value)]
     assert names[-1] == "my_helper", names
     assert not [fn for fn, _ in frames(info.value) if ours(fn)]
-    expected = gc.check_gradient(lambda x: np.sum(x ** 3), lambda x: -3 * x ** 2, np.linspace(0.5, 1.5, 4))
+    expected = gc.check_gradient(lambda x: np.sum(x**3), lambda x: -3 * x**2, np.linspace(0.5, 1.5, 4))
     assert str(info.value) == str(expected) and expected.diagnosis == "sign"
 
 
@@ -67,16 +69,18 @@ def test_an_error_in_the_students_own_function_keeps_its_frame_and_drops_gradche
         return 1 / 0
 
     with pytest.raises(ZeroDivisionError) as info:
-        gc.check_gradient(lambda x: float(np.sum(x ** 2)), grad_that_divides_by_zero, np.ones(3))
+        gc.check_gradient(lambda x: float(np.sum(x**2)), grad_that_divides_by_zero, np.ones(3))
     names = [name for _, name in frames(info.value)]
-    assert names[-2:] == ["test_an_error_in_the_students_own_function_keeps_its_frame_and_drops_gradcheck_between",
-                          "grad_that_divides_by_zero"], names
+    assert names[-2:] == [
+        "test_an_error_in_the_students_own_function_keeps_its_frame_and_drops_gradcheck_between",
+        "grad_that_divides_by_zero",
+    ], names
     assert not [fn for fn, _ in frames(info.value) if ours(fn)]
 
 
 def test_gradchecks_own_input_errors_point_at_the_students_call():
     with pytest.raises(ValueError, match="wrong shape|entries|shape") as info:
-        gc.check_gradient(lambda x: float(np.sum(x ** 2)), lambda x: {"a": x}, np.ones(3))
+        gc.check_gradient(lambda x: float(np.sum(x**2)), lambda x: {"a": x}, np.ones(3))
     assert not [fn for fn, _ in frames(info.value) if ours(fn)], frames(info.value)
     text = "".join(traceback.format_exception(info.value))
     assert "gradcheck" + os.sep not in text
@@ -97,6 +101,7 @@ def _kernel_tools():
         import nbclient  # noqa: F401
         import nbformat  # noqa: F401
         from jupyter_client.kernelspec import KernelSpecManager
+
         KernelSpecManager().get_kernel_spec("python3")
     except Exception as exc:  # noqa: BLE001 - any missing piece means no kernel to test in
         if os.environ.get("CI") == "true":
@@ -108,10 +113,12 @@ def test_a_jupyter_kernel_shows_the_students_cell_and_helper_and_no_gradcheck_fr
     _kernel_tools()
     import nbclient
     import nbformat
+
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(STUDENT), nbformat.v4.new_code_cell("my_helper()")]
-    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbclient.NotebookClient(
+        nb, timeout=300, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     errors = [o for o in nb.cells[1].outputs if o.output_type == "error"]
     assert len(errors) == 1, nb.cells[1].outputs
     err = errors[0]
