@@ -12,12 +12,9 @@ counter read; the real v1 hierarchy is tested in tests/test_sandbox.py.
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "grading"))
 
 from sandboxgrader import cgroup  # noqa: E402
 from sandboxgrader.kernel import Limits  # noqa: E402
