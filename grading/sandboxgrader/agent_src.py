@@ -230,7 +230,8 @@ def __sg_install__(SG_SOCKET, SG_LOCKED):
     import threading as _threading
     from numpy._core import umath
     import ctypes
-    set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc   # resolved now: the hook refuses dlsym later
+    # resolved now, on a handle of the agent's own (the hook refuses dlsym later)
+    set_async_exc = ctypes.PyDLL(None).PyThreadState_SetAsyncExc
     extobj_var, make_extobj = umath._extobj_contextvar, umath._make_extobj
     start_thread, allocate_lock, audit = _thread.start_new_thread, _thread.allocate_lock, sys.audit
     AG = globals()                 # the agent's own namespace (the cell exec'd it in a private dict)
@@ -241,7 +242,7 @@ def __sg_install__(SG_SOCKET, SG_LOCKED):
         return types.FunctionType(fn.__code__, g, fn.__name__, fn.__defaults__ if defaults is None else defaults)
 
     def watch(frame, event, arg, extobj=extobj_var, filters=warnings.filters, Context=contextvars.Context,
-              forbidden=(sys.setprofile, sys.settrace, _thread.start_new_thread, _warnings._filters_mutated),
+              forbidden=("setprofile", "settrace", "start_new_thread", "_filters_mutated"),
               py_names=((warnings.__file__, ("simplefilter", "filterwarnings", "resetwarnings", "_add_filter",
                                              "__enter__")),
                         (_threading.__file__, ("setprofile", "settrace", "setprofile_all_threads",
@@ -255,8 +256,9 @@ def __sg_install__(SG_SOCKET, SG_LOCKED):
             if owner is extobj or owner is filters or type(owner) is Context:
                 what = getattr(arg, "__qualname__", "a C call")
             else:
-                for f in forbidden:
-                    if arg is f:
+                name = getattr(arg, "__name__", None)   # (a C function's name is its own: a fresh copy of
+                for f in forbidden:                       # _thread's from _imp.create_builtin has it too)
+                    if name == f:
                         what = getattr(arg, "__qualname__", "a C call")
         elif event == "call":
             code = frame.f_code
@@ -348,6 +350,8 @@ def __sg_install__(SG_SOCKET, SG_LOCKED):
             next(counts[i])
             notes[i].append(args[0] if len(args) == 1 and type(args[0]) is str else "?")
             return
+        if up is not None and up.f_globals is AG:
+            return   # the agent's own (no student code reaches its namespace in a rule-bound kernel)
         f, bottom = up, None
         while f is not None:
             bottom, f = f, f.f_back
@@ -437,11 +441,30 @@ def __sg_install__(SG_SOCKET, SG_LOCKED):
         return box[0]
 
     victims = []   # threads the watchdog stops: the serving thread and the graded call's own
+
+    def bottom(frame):
+        while frame.f_back is not None:
+            frame = frame.f_back
+        return frame
+
+    current_frames = sys._current_frames
+    kernel_threads = {ident: bottom(f) for ident, f in current_frames().items()}   # the kernel's own, now
+
+    def foreign_threads():
+        """Threads neither the kernel's nor the agent's: a graded call must not hand work to them."""
+        n = 0
+        for ident, f in current_frames().items():
+            b = bottom(f)
+            if b.f_globals is not AG and b.f_globals is not TG and kernel_threads.get(ident) is not b:
+                n += 1
+        return n
     copy_context, warnings_module = contextvars.copy_context, warnings
 
     def guarded(target, args, kwargs, strict=True):
         """target(*args, **kwargs) in a thread of its own; if strict, under the rule (see above)."""
         fp0, tampered0, _, _ = read_counts()
+        if strict and foreign_threads():
+            audit("sg.tamper", "a thread started by the student's code is running")
         filters = warnings_module.filters
         before = list(filters)
         ctx = copy_context()
@@ -457,6 +480,8 @@ def __sg_install__(SG_SOCKET, SG_LOCKED):
                 pass
         finally:
             victims.remove(tid)
+        if strict and foreign_threads():
+            audit("sg.tamper", "a thread started by the student's code is running")
         fp, tampered, fp_notes, tamper_notes = read_counts()
         fp_note = fp_notes[fp0] if len(fp_notes) > fp0 else "a floating-point error"   # the first of this call
         tamper_note = tamper_notes[tampered0] if len(tamper_notes) > tampered0 else ""
@@ -654,6 +679,19 @@ def __sg_install__(SG_SOCKET, SG_LOCKED):
         sys.stdout.write(fmt(message, category, filename, lineno, line))
 
     warnings.showwarning = isolated(to_stdout, {"__builtins__": {}})
+
+    def refused(a=None, b=None, c=None, name="", audit=audit, PermissionError=PermissionError):
+        audit("sg.tamper", "ctypes." + name)
+        raise PermissionError("raw memory access through ctypes." + name + " is not allowed in this kernel")
+
+    if SG_LOCKED:   # ctypes' ready-made raw-memory functions (they take bare addresses; calls are not audited)
+        import _ctypes
+        for name in ("memmove", "memset", "string_at", "wstring_at"):   # (scipy needs cast)
+            setattr(ctypes, name, isolated(refused, {"__builtins__": {}}, (None, None, None, name, audit, PermissionError)))
+        for mod in (ctypes, _ctypes):
+            for name in ("_memmove_addr", "_memset_addr", "_cast_addr", "_string_at_addr", "_wstring_at_addr"):
+                if name in vars(mod):
+                    delattr(mod, name)
     sys.addaudithook(sg_hook)   # last: the agent's own imports are done
 
 
