@@ -628,6 +628,7 @@ def __sg_install__(SG_SOCKET, SG_LOCKED):
     os.register_at_fork(after_in_child=forget_sockets)
 
     def server(path):
+        kernel_threads[threading.get_ident()] = bottom(sys._getframe())   # (started by threading: not ours at the bottom)
         me = os.getpid()
         srv = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)   # (C methods: no class to patch)
         try:
