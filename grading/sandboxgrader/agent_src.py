@@ -247,24 +247,31 @@ def __sg_install__(SG_SOCKET, SG_LOCKED):
                                              "__enter__")),
                         (_threading.__file__, ("setprofile", "settrace", "setprofile_all_threads",
                                                "settrace_all_threads"))),
-              TG=TG, audit=audit, getattr=getattr, type=type, RuntimeWarning=RuntimeWarning):
+              importing="<frozen importlib._bootstrap>", TG=TG, audit=audit, getattr=getattr, type=type,
+              RuntimeWarning=RuntimeWarning):
         if frame.f_globals is TG:   # the trampoline's own calls
             return
-        what = None
+        what, filters_only = None, False
         if event == "c_call":
             owner = getattr(arg, "__self__", None)
             if owner is extobj or owner is filters or type(owner) is Context:
-                what = getattr(arg, "__qualname__", "a C call")
+                what, filters_only = getattr(arg, "__qualname__", "a C call"), owner is filters
             else:
                 name = getattr(arg, "__name__", None)   # (a C function's name is its own: a fresh copy of
                 for f in forbidden:                       # _thread's from _imp.create_builtin has it too)
                     if name == f:
-                        what = getattr(arg, "__qualname__", "a C call")
+                        what, filters_only = getattr(arg, "__qualname__", "a C call"), f == "_filters_mutated"
         elif event == "call":
             code = frame.f_code
             for file, names in py_names:
                 if code.co_filename == file and code.co_name in names:
-                    what = code.co_name
+                    what, filters_only = code.co_name, file == py_names[0][0]
+        if filters_only:   # a module imported during the call may set its warnings filters (scipy does):
+            f = frame      # numpy's errors reach on_fp_error whatever the filters say
+            while f is not None and f.f_code.co_filename != importing:
+                f = f.f_back
+            if f is not None:
+                return
         if what is not None:
             audit("sg.tamper", what)
             raise RuntimeWarning("the floating-point error state or the warnings filters were changed during "
