@@ -667,6 +667,8 @@ TAMPER = {
     "ctypes_memmove": "ctypes.memmove(id(sys.getprofile()) + 48, struct.pack('P', id(_NOOP)), 8)",
     "proc_mem": "open('/proc/self/mem', 'r+b', buffering=0)",
     "subprocess": "subprocess.run(['true'])",
+    # code run with the hook's own globals: the hook judges frames by their place, not their globals
+    "hook_globals": "g = sys.getprofile().__globals__\ng['np'] = np\nexec('np.seterr(all=\"ignore\")', g)",
     "errstate_inside": "pass",  # _naive's np.seterr alone: the rule as before (the error state changed)
 }
 HONEST = {

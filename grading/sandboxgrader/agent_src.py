@@ -247,9 +247,9 @@ def __sg_install__(SG_SOCKET, SG_LOCKED):
                                              "__enter__")),
                         (_threading.__file__, ("setprofile", "settrace", "setprofile_all_threads",
                                                "settrace_all_threads"))),
-              importing="<frozen importlib._bootstrap>", TG=TG, audit=audit, getattr=getattr, type=type,
+              importing="<frozen importlib._bootstrap>", audit=audit, getattr=getattr, type=type,
               RuntimeWarning=RuntimeWarning):
-        if frame.f_globals is TG:   # the trampoline's own calls
+        if frame.f_back is None:   # the trampoline's own calls (the bottom of the call's thread)
             return
         what, filters_only = None, False
         if event == "c_call":
@@ -286,8 +286,10 @@ def __sg_install__(SG_SOCKET, SG_LOCKED):
 
     watch, on_fp_error, call = isolated(watch, TG), isolated(on_fp_error, TG), isolated(call, TG)
 
-    def trampoline(target, args, kwargs, box, lock, call=call, watch=watch, setprofile=sys.setprofile,
-                   getprofile=sys.getprofile, audit=audit, BaseException=BaseException):
+    def trampoline(target, args, kwargs, box, lock, exited, call=call, watch=watch, setprofile=sys.setprofile,
+                   getprofile=sys.getprofile, audit=audit, sentinel=_thread._set_sentinel,
+                   BaseException=BaseException):
+        exited.append(sentinel())   # released by the interpreter when this thread is gone
         try:
             setprofile(watch)
             try:
@@ -305,7 +307,7 @@ def __sg_install__(SG_SOCKET, SG_LOCKED):
         finally:
             lock.release()
 
-    plain = isolated(trampoline, TG, trampoline.__defaults__[:1] + (None,) + trampoline.__defaults__[2:])
+    plain = isolated(trampoline, TG, trampoline.__defaults__[:1] + (None,) + trampoline.__defaults__[2:])   # no watch
     trampoline = isolated(trampoline, TG)
 
     import linecache
@@ -462,7 +464,7 @@ def __sg_install__(SG_SOCKET, SG_LOCKED):
         n = 0
         for ident, f in current_frames().items():
             b = bottom(f)
-            if b.f_globals is not AG and b.f_globals is not TG and kernel_threads.get(ident) is not b:
+            if b.f_globals is not AG and kernel_threads.get(ident) is not b:   # (a call's own thread is gone)
                 n += 1
         return n
     copy_context, warnings_module = contextvars.copy_context, warnings
@@ -478,27 +480,28 @@ def __sg_install__(SG_SOCKET, SG_LOCKED):
         if strict:
             ctx.run(extobj_var.set, make_extobj(over="call", divide="call", invalid="call", under="ignore",
                                                 call=on_fp_error))
-        box, lock = [], allocate_lock()
+        box, lock, exited = [], allocate_lock(), []
         lock.acquire()
-        tid = start_thread(ctx.run, (trampoline if strict else plain, target, args, kwargs, box, lock))
+        tid = start_thread(ctx.run, (trampoline if strict else plain, target, args, kwargs, box, lock, exited))
         victims.append(tid)
-        try:
-            while not lock.acquire(True, 0.05):   # (a TimeoutError from the watchdog lands here)
+        try:   # (a TimeoutError from the watchdog lands in these loops)
+            while not lock.acquire(True, 0.05):
+                pass
+            while not exited[0].acquire(True, 0.05):   # the thread is gone: nothing of the call runs on
                 pass
         finally:
             victims.remove(tid)
-        if strict and foreign_threads():
-            audit("sg.tamper", "a thread started by the student's code is running")
-        fp, tampered, fp_notes, tamper_notes = read_counts()
-        fp_note = fp_notes[fp0] if len(fp_notes) > fp0 else "a floating-point error"   # the first of this call
-        tamper_note = tamper_notes[tampered0] if len(tamper_notes) > tampered0 else ""
-        if not strict:
-            pass
-        elif tampered > tampered0 or warnings_module.filters is not filters or list(filters) != before:
-            raise RuntimeWarning("the call tampered with the grader's checks (" + (tamper_note or "warnings filters")
-                                 + "): silencing overflow is not allowed here")
-        if fp > fp0:   # raised in the student's code, even if it caught it
-            raise RuntimeWarning(fp_note + " encountered in a graded call")
+        if strict:
+            if foreign_threads():
+                audit("sg.tamper", "a thread started by the student's code is running")
+            fp, tampered, fp_notes, tamper_notes = read_counts()
+            if tampered > tampered0 or warnings_module.filters is not filters or list(filters) != before:
+                raise RuntimeWarning("the call tampered with the grader's checks ("
+                                     + (tamper_notes[tampered0] if len(tamper_notes) > tampered0 else "warnings filters")
+                                     + "): silencing overflow is not allowed here")
+            if fp > fp0:   # raised in the student's code, even if it caught it
+                raise RuntimeWarning((fp_notes[fp0] if len(fp_notes) > fp0 else "a floating-point error")
+                                     + " encountered in a graded call")
         if len(box) != 2:
             raise RuntimeError("the graded call's thread ended without a result")
         if not box[0]:
