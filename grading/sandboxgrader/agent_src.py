@@ -460,20 +460,27 @@ def __sg_install__(SG_SOCKET, SG_LOCKED):
     kernel_threads = {ident: bottom(f) for ident, f in current_frames().items()}   # the kernel's own, now
 
     def foreign_threads():
-        """Threads neither the kernel's nor the agent's: a graded call must not hand work to them."""
-        n = 0
+        """Threads running the student's cells' code, neither the kernel's nor the agent's: a graded call must
+        not hand work to them. (A thread the kernel starts late runs no cell's code: it is not counted.)"""
+        found = []
         for ident, f in current_frames().items():
             b = bottom(f)
-            if b.f_globals is not AG and kernel_threads.get(ident) is not b:   # (a call's own thread is gone)
-                n += 1
-        return n
+            if b.f_globals is AG or kernel_threads.get(ident) is b:   # (a call's own thread is gone)
+                continue
+            g = f
+            while g is not None and g.f_globals is not ns:
+                g = g.f_back
+            if g is not None:
+                found.append(g.f_code.co_name)
+        return ", ".join(found)
     copy_context, warnings_module = contextvars.copy_context, warnings
 
     def guarded(target, args, kwargs, strict=True):
         """target(*args, **kwargs) in a thread of its own; if strict, under the rule (see above)."""
         fp0, tampered0, _, _ = read_counts()
-        if strict and foreign_threads():
-            audit("sg.tamper", "a thread started by the student's code is running")
+        running = foreign_threads() if strict else ""
+        if running:
+            audit("sg.tamper", "a thread started by the student's code is running: " + running)
         filters = warnings_module.filters
         before = list(filters)
         ctx = copy_context()
@@ -492,8 +499,9 @@ def __sg_install__(SG_SOCKET, SG_LOCKED):
         finally:
             victims.remove(tid)
         if strict:
-            if foreign_threads():
-                audit("sg.tamper", "a thread started by the student's code is running")
+            running = foreign_threads()
+            if running:
+                audit("sg.tamper", "a thread started by the student's code is running: " + running)
             fp, tampered, fp_notes, tamper_notes = read_counts()
             if tampered > tampered0 or warnings_module.filters is not filters or list(filters) != before:
                 raise RuntimeWarning("the call tampered with the grader's checks ("
