@@ -3,13 +3,14 @@
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-HAVE_SANDBOX = __import__("shutil").which("bwrap") is not None and os.geteuid() == 0
+HAVE_SANDBOX = shutil.which("bwrap") is not None and os.geteuid() == 0
 if not HAVE_SANDBOX and os.environ.get("CI") == "true":
     raise RuntimeError("CI=true but bubblewrap is missing or not root: `apt-get install -y bubblewrap` (.ci/run does)")
 pytestmark = pytest.mark.skipif(not HAVE_SANDBOX, reason="bubblewrap (bwrap) missing or not root")
@@ -217,3 +218,12 @@ def test_two_graders_at_once_share_one_image_and_a_change_makes_a_new_one(tmp_pa
     new = subprocess.run(run, capture_output=True, env=env, text=True, check=True).stdout.strip()
     assert os.path.isdir(os.path.join(new, "venv", "lib", "python3.11", "site-packages", "newpkg"))
     assert not os.path.exists(images / old)  # the old image of this venv, used by nobody, is gone
+    other = fake_venv(tmp_path / "other")  # another checkout's venv, then that checkout deleted
+    gone = subprocess.run(
+        [sys.executable, "-c", code.replace(str(venv), str(other))], capture_output=True, env=env, text=True
+    )
+    assert gone.returncode == 0 and len(os.listdir(images)) == 5, os.listdir(images)  # 2 images, 2 locks, .build
+    shutil.rmtree(other)
+    (venv / "lib" / "python3.11" / "site-packages" / "newpkg2").mkdir()
+    subprocess.run(run, capture_output=True, env=env, text=True, check=True)
+    assert not os.path.exists(gone.stdout.strip()) and not os.path.exists(new)

@@ -213,16 +213,18 @@ def _use(path: str, root: str) -> bool:
 
 
 def _cleanup(root: str, kind: str, source: str, keep: str) -> None:
-    """Remove this source's older images of ``kind`` that no process holds."""
+    """Remove the images of ``kind`` that no process holds and that are this source's older ones
+    or whose source is gone (a deleted checkout's)."""
     for entry in os.listdir(root):
         path = os.path.join(root, entry)
         if not entry.startswith(kind + "-") or entry.endswith(".inuse") or path == keep:
             continue
         try:
             with open(os.path.join(path, "source")) as fh:
-                if fh.read() != source:
-                    continue
+                theirs = fh.read()
         except OSError:
+            continue
+        if theirs != source and all(os.path.exists(p) for p in theirs.split(" ")):
             continue
         with open(path + ".inuse", "a") as lk:
             try:
