@@ -63,6 +63,7 @@ for where, text in found.items():  # (the grader keeps 200k characters of output
         if i >= 0:
             hits.append(f'{where}: {path!r} in …{text[max(0, i - 80) : i + 80]!r}')
 print(json.dumps({'hits': hits, 'mountinfo': found['/proc/self/mountinfo'], 'n': len(found),
+                  'seen': [found['traceback numpy'], found['__file__'], found['sys']],
                   'torch': tb(lambda: __import__('torch'))[-600:]}))
 """
 
@@ -87,6 +88,9 @@ def test_the_kernel_learns_no_host_path_of_the_repo_venv_or_work_root(probed):
     """The repo (as called and real), the venv, the grader's work root (but the kernel's own run
     directory, where its sockets are) appear nowhere the kernel can read."""
     assert probed["n"] > 30 and "/opt/venv" in probed["mountinfo"]  # the probe read what it should
+    tb, files, paths = probed["seen"]
+    assert 'File "/opt/venv/lib/python3.11/site-packages/numpy/' in tb, tb  # library code, neutral paths
+    assert "/opt/course/gradcheck/__init__.py" in files and "/opt/venv/lib/python3.11/site-packages" in paths
     assert not probed["hits"], "\n".join(probed["hits"])
 
 
