@@ -51,6 +51,7 @@ for sp in site.getsitepackages() + sys.path:
     files += glob.glob(sp + '/*.pth') + glob.glob(sp + '/__editable__*')
     files += glob.glob(sp + '/*.dist-info/RECORD') + glob.glob(sp + '/*.dist-info/direct_url.json')
     files += glob.glob(sp + '/*.egg-link')
+files += glob.glob(sys.prefix + '/share/jupyter/kernels/*/kernel.json') + glob.glob(sys.prefix + '/etc/jupyter/**', recursive=True)
 for mod in (numpy, gradcheck, coursetests):  # compiled modules carry the path they were compiled at
     files += glob.glob(os.path.dirname(mod.__file__) + '/__pycache__/*.pyc')[:20]
 for f in sorted(set(files))[:2000]:
@@ -163,6 +164,8 @@ def fake_venv(where: Path) -> Path:
     py_compile.compile(str(sp / "__editable___c_finder.py"), doraise=True)
     (sp / "__editable__.c.pth").write_text("import __editable___c_finder\n")
     (sp / "local.pth").write_text(f"{ROOT}/somewhere\n")
+    (venv / "share" / "kernels").mkdir(parents=True)
+    (venv / "share" / "kernels" / "kernel.json").write_text(f'{{"argv": ["{venv}/bin/python", "-m", "k"]}}')
     (sp / "c-1.dist-info").mkdir()
     (sp / "c-1.dist-info" / "direct_url.json").write_text(f'{{"url": "file://{ROOT}/c", "dir_info": {{}}}}')
     return venv
@@ -188,6 +191,7 @@ def test_an_image_is_hard_links_with_every_host_path_removed(tmp_path, monkeypat
     for blank in ("__editable___c_finder.py", "__editable__.c.pth", "local.pth", "c-1.dist-info/direct_url.json"):
         assert (sp / blank).read_bytes() == b"", blank
     assert not list((sp / "__pycache__").glob("__editable__*"))
+    assert (copy / "share" / "kernels" / "kernel.json").read_text() == '{"argv": ["/opt/venv/bin/python", "-m", "k"]}'
     (pyc,) = (sp / "mod" / "__pycache__").glob("*.pyc")
     co = marshal.loads(pyc.read_bytes()[16:])
     assert co.co_filename == "/opt/venv/lib/python3.11/site-packages/mod/__init__.py"

@@ -10,7 +10,8 @@ at ``<mount point of the venv's filesystem>/.sandboxgrader/`` made of
   link (the scripts' ``#!`` lines name the venv), ``pyvenv.cfg`` loses its ``command`` line, editable
   finders, ``.pth`` files and ``direct_url.json`` naming a host path are empty, and every compiled
   module (``.pyc``) is rewritten with ``co_filename`` under :data:`VENV_IN_SANDBOX` (they record the
-  path they were compiled at); ``blocked.py``, the ``__init__`` of a hidden module;
+  path they were compiled at), any other text file naming the venv (a kernelspec) names
+  :data:`VENV_IN_SANDBOX` instead; ``blocked.py``, the ``__init__`` of a hidden module;
 - ``course-<fingerprint>/<name>``: copies of the course packages (editable installs in the repo),
   compiled as if they lived in :data:`COURSE_IN_SANDBOX`.
 
@@ -29,6 +30,7 @@ import fcntl
 import hashlib
 import importlib.util
 import marshal
+import mmap
 import os
 import shutil
 import subprocess
@@ -39,7 +41,7 @@ from pathlib import Path
 
 VENV_IN_SANDBOX = "/opt/venv"  # the host's venv, seen under a neutral name
 COURSE_IN_SANDBOX = "/opt/course"  # the course packages when they are editable installs in the repo
-FORMAT = "2"  # the image layout: a change here makes every image anew
+FORMAT = "3"  # the image layout: a change here makes every image anew
 REPO = os.path.realpath(Path(__file__).resolve().parents[2])
 BLOCKED = (
     "{name} is not available in this assignment's grading kernel: the task asks for it to be done "
@@ -173,6 +175,33 @@ def _sanitize_site(venv: str, host: tuple) -> None:
             os.unlink(pyc)
 
 
+def _scrub_files(top: str, venv: str, host: tuple) -> list[str]:
+    """Every other file under ``top`` that names a host path: a text file gets ``venv`` replaced by
+    :data:`VENV_IN_SANDBOX` (a kernelspec stays valid), or is emptied if it names another host path;
+    a binary one is left alone (changing it could break a library) and returned, to be reported."""
+    found = [h.encode() for h in host]
+    binary = []
+    for d, _, files in os.walk(top):
+        for f in files:
+            p = os.path.join(d, f)
+            if f.endswith(".pyc") or os.path.islink(p) or not os.path.isfile(p) or os.path.getsize(p) == 0:
+                continue
+            with open(p, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as m:
+                if not any(m.find(h) >= 0 for h in found):
+                    continue
+                data = m[:] if len(m) < (1 << 20) else None
+            try:
+                text = data.decode() if data is not None else None
+            except UnicodeDecodeError:
+                text = None
+            if text is None:
+                binary.append(os.path.relpath(p, top))
+                continue
+            text = text.replace(venv, VENV_IN_SANDBOX)
+            _replace(p, b"" if any(h in text for h in host) else text.encode())
+    return binary
+
+
 def _build_venv(tmp: str, venv: str, python: str) -> None:
     dest = os.path.join(tmp, "venv")
     subprocess.run(["cp", "-al", "--", venv, dest], check=True, capture_output=True)
@@ -187,6 +216,9 @@ def _build_venv(tmp: str, venv: str, python: str) -> None:
     host = (os.path.realpath(venv), REPO)
     _sanitize_site(dest, host)
     _rewrite_pycs(dest, os.path.realpath(venv), VENV_IN_SANDBOX)
+    binary = _scrub_files(dest, os.path.realpath(venv), host)
+    if binary:
+        print(f"sandboxgrader: WARNING: binary files of the venv name its host path: {binary[:10]}", file=sys.stderr)
     with open(os.path.join(tmp, "blocked.py"), "w") as fh:  # a hidden module's __init__.py
         fh.write(f"raise ImportError({BLOCKED!r}.format(name=__name__.partition('.')[0]))\n")
     os.chmod(os.path.join(tmp, "blocked.py"), 0o644)
