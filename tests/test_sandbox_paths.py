@@ -216,6 +216,7 @@ def test_two_graders_at_once_share_one_image_and_a_change_makes_a_new_one(tmp_pa
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT / "grading")}
     run = [sys.executable, "-c", code]
+    (images / ".venv-0123-killed" / "venv").mkdir(parents=True)  # a build killed half-way
     procs = [subprocess.Popen(run, stdout=subprocess.PIPE, env=env, text=True) for _ in range(2)]
     paths = {p.communicate()[0].strip() for p in procs}
     assert all(p.returncode == 0 for p in procs)

@@ -282,6 +282,9 @@ def _image(kind: str, fingerprint: str, anchor: str, source: str, build) -> str:
         if not (os.path.isdir(path) and _use(path, root)):
             with open(os.path.join(root, ".build.lock"), "a") as lk:
                 fcntl.flock(lk, fcntl.LOCK_EX)  # another grader may be making the same image
+                for stale in os.listdir(root):  # a build killed half-way (builds run under this lock)
+                    if stale.startswith((".venv-", ".course-")):
+                        shutil.rmtree(os.path.join(root, stale), ignore_errors=True)
                 if not os.path.isdir(path):
                     tmp = tempfile.mkdtemp(prefix=f".{kind}-{fingerprint}-", dir=root)
                     try:
