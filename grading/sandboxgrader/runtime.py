@@ -115,7 +115,10 @@ def _replace(path: str, data: bytes) -> None:
     tmp = path + ".sg-tmp"
     with open(tmp, "wb") as fh:
         fh.write(data)
-    shutil.copymode(path, tmp) if os.path.exists(path) else os.chmod(tmp, 0o644)
+    if os.path.exists(path):
+        shutil.copymode(path, tmp)
+    else:
+        os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 
