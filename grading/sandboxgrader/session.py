@@ -121,7 +121,7 @@ class Session:
             raise RuntimeError(f"could not install the agent: {run.ename}: {run.evalue}")
         self._sock = None
         if path:
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 10 * self.limits.wall_factor  # (no student code has run yet)
             while self._sock is None and time.monotonic() < deadline:
                 try:
                     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -294,7 +294,7 @@ class Session:
         received = 0  # what iopub brought during this wait, whoever it claims to be for
         flood_limit = FLOOD_MESSAGES * self.limits.message_bytes
         while reply is None or not (idle or dropped):
-            wait = (hard if interrupted else limit).left()
+            wait = (hard if interrupted or reply is not None else limit).left()  # (in: only idle is due)
             events = dict(poller.poll(max(1, min(int(wait * 1000) + 1, 200))))
             if not events and not self.kernel.alive():
                 raise KernelDied("the kernel died")
