@@ -116,6 +116,7 @@ class Limits:
     message_bytes: int = 16 * 2**20  # largest Jupyter message the grader accepts from the kernel
     cell_output_chars: int = 200_000  # characters of output kept per cell (feedback), the rest cut
     call_output_chars: int = 2_000_000  # characters a graded call may print before it is stopped
+    wall_factor: float = 5.0  # time limits are on the kernel's clock (clock.py), and at most this x on the wall's
 
 
 def check_tools() -> None:
@@ -741,6 +742,13 @@ class SandboxKernel:
                 return None
             self._main_pid = roots[0]
         return self._main_pid
+
+    def clock_pid(self) -> int | None:
+        """Host pid of the process that runs the student's code (its threads' clocks: clock.py)."""
+        if not self.unsafe:
+            return self.main_pid()
+        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+        return getattr(process, "pid", None)  # (prlimit execs the kernel: the same pid)
 
     def reap(self, keep_at_most: int = 8) -> int:
         """Kill runaway processes of the kernel's (a fork bomb); the kernel keeps its state."""
