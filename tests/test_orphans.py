@@ -162,18 +162,20 @@ def test_a_worker_killed_by_sigkill_takes_its_running_and_prelaunched_kernels(co
     assert_nothing_left(found["uids"])
 
 
-def _autograde(course: Path) -> subprocess.Popen:
+def _autograde(course: Path, log: Path) -> subprocess.Popen:
+    """`autograde` of the course in a process of its own (output to a file: no pipe an orphan would
+    keep open)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "grading"))
-    return subprocess.Popen(
-        [sys.executable, "-c", CLI, str(course)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    with open(log, "wb") as fh:
+        return subprocess.Popen([sys.executable, "-c", CLI, str(course)], env=env, stdout=fh, stderr=fh)
 
 
-def test_sigterm_of_autograde_stops_it_cleanly_and_says_so(course):
-    proc = _autograde(course)
+def test_sigterm_of_autograde_stops_it_cleanly_and_says_so(course, tmp_path):
+    proc = _autograde(course, tmp_path / "log")
     found = {"target": "grader"}
     _kill_when_busy(proc.pid, found, signal.SIGTERM)
-    _, err = proc.communicate(timeout=180)
+    proc.wait(timeout=180)
+    err = (tmp_path / "log").read_text()
     assert proc.returncode == 128 + signal.SIGTERM, (proc.returncode, err[-3000:])
     assert "autograde: interrupted by SIGTERM" in err, err[-3000:]
     assert len(found.get("uids", ())) == 2, found
@@ -184,13 +186,13 @@ def test_sigterm_of_autograde_stops_it_cleanly_and_says_so(course):
     assert not list((course / "grading").rglob("*.tmp"))
 
 
-def test_sigkill_of_autograde_kills_its_kernels_and_the_next_start_sweeps_the_rest(course):
+def test_sigkill_of_autograde_kills_its_kernels_and_the_next_start_sweeps_the_rest(course, tmp_path):
     from sandboxgrader import lifeline
 
-    proc = _autograde(course)
+    proc = _autograde(course, tmp_path / "log")
     found = {"target": "grader"}
     _kill_when_busy(proc.pid, found, signal.SIGKILL)
-    proc.communicate(timeout=60)
+    proc.wait(timeout=60)
     assert len(found.get("uids", ())) == 2, found
     alive = lambda: {u: p for u in found["uids"] if (p := _uid_processes(u))}  # noqa: E731
     wait_for(lambda: not alive(), what=f"kernels outlived their grader: {alive()}")  # no Python ran
