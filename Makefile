@@ -16,7 +16,7 @@ PYTEST  := $(PY) -m pytest
 NBVAL   := $(PYTEST) --nbval --nbval-sanitize-with lectures/nbval_sanitize.cfg --nbval-current-env
 
 .DEFAULT_GOAL := help
-.PHONY: help install lab formgrader test test-repo test-utils test-lectures lectures bench bench-grading badges clean lint
+.PHONY: help install lab formgrader test test-repo test-utils test-lectures lectures bench bench-grading bench-sandbox-image badges clean lint
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -73,6 +73,11 @@ endif
 ifneq ($(wildcard benchmarks/bench_grading.py grading/coursegrader),)
 bench-grading: install ## plain nbgrader vs our sandboxed grader on 40 submissions [N=40 JOBS=2]
 	$(PY) benchmarks/bench_grading.py --n $(or $(N),40) $(if $(JOBS),--jobs $(JOBS))
+endif
+
+ifneq ($(wildcard benchmarks/bench_sandbox_image.py),)
+bench-sandbox-image: install ## the kernel's runtime image: build time, kernel start with / without it
+	$(PY) benchmarks/bench_sandbox_image.py
 endif
 
 # ruff's configuration: pyproject.toml. Both checks run; the target fails if either finds something.

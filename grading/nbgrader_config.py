@@ -60,6 +60,7 @@ c.Sandbox.reply_bytes = 16 * 2**20  # largest answer of a graded call
 c.Sandbox.message_bytes = 16 * 2**20  # largest Jupyter message taken from the kernel
 c.Sandbox.cell_output_chars = 200_000  # characters of output kept per cell (the rest cut, flagged)
 c.Sandbox.call_output_chars = 2_000_000  # characters a graded call may print before it is stopped
+c.Sandbox.wall_factor = 5.0  # a time limit is on the kernel's clock, and at most this many times on the wall's
 c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     # nbgrader's DeduplicateIds leaves `{}` metadata that aborts the whole batch (SchemaTooOldError)

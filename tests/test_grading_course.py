@@ -206,6 +206,7 @@ def test_student_repo_makefile_offers_only_what_exists_there(tmp_path):
         "test-browser",
         "bench",
         "bench-grading",
+        "bench-sandbox-image",
         "release",
         "autograde",
         "site",

@@ -313,6 +313,7 @@ def __sg_install__(SG_SOCKET):
     # The fast path: a unix socket in the run directory, served by a thread while the kernel's
     # main thread is idle between cells (about 10x less latency than an execute_request).
     import ctypes, socket, struct, threading
+    from time import monotonic
 
     class OutputFlood(Exception):
         pass
@@ -330,16 +331,37 @@ def __sg_install__(SG_SOCKET):
         def flush(self):
             pass
 
+    def run_delay(path):
+        # seconds this thread has waited for a CPU (the grader's clock.py: the kernel's clock skips them)
+        try:
+            with open(path, "rb") as fh:
+                return int(fh.read().split()[1]) / 1e9
+        except (OSError, ValueError, IndexError):
+            return None
+
     def run_bounded(req):
         limit, deadline = int(req.get("output_limit", 2000000)), float(req.get("deadline", 30))
+        wall_cap = deadline * max(1.0, float(req.get("wall_factor", 1.0)))
         me = threading.get_ident()
+        stat = "/proc/self/task/%d/schedstat" % threading.get_native_id()
+        t0, base = monotonic(), run_delay(stat)
         done = threading.Event()
 
         def watchdog():
-            # a pure-Python runaway gets a TimeoutError raised into it; C code is killed outside
-            if not done.wait(deadline):
-                while not done.wait(0.05):
-                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(me), ctypes.py_object(TimeoutError))
+            # a pure-Python runaway gets a TimeoutError raised into it; C code is killed outside. The
+            # deadline is on this thread's clock (time waiting for a CPU not counted), capped on the wall's
+            left = deadline
+            while not done.wait(left):
+                wall = monotonic() - t0
+                now = run_delay(stat)
+                used = wall - (now - base if now is not None and base is not None else 0.0)
+                if used >= deadline or wall >= wall_cap:
+                    break
+                left = max(0.01, min(deadline - used, wall_cap - wall))
+            else:
+                return
+            while not done.wait(0.05):
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(me), ctypes.py_object(TimeoutError))
 
         threading.Thread(target=watchdog, daemon=True).start()
         saved = sys.stdout, sys.stderr
@@ -396,6 +418,8 @@ def __sg_install__(SG_SOCKET):
                         req = json.loads(body)
                         if req.get("op") == "reap":   # inline: starting the watchdog thread may fail
                             out = json.dumps({"ok": True, "r": enc(reap())}).encode()
+                        elif req.get("op") == "tid":   # this thread, for the grader's clock (asked at start)
+                            out = json.dumps({"ok": True, "tid": threading.get_native_id()}).encode()
                         else:
                             out = run_bounded(req).encode()
                     except BaseException as e:  # even a late TimeoutError must not kill the server

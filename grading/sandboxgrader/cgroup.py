@@ -133,7 +133,7 @@ class KernelCgroup:
         c = dirs["cpu"]
         _write(f"{c}/cpu.shares", 1024)
         _write(f"{c}/cpu.cfs_period_us", 100_000)
-        ok &= _write(f"{c}/cpu.cfs_quota_us", max(1000, int(limits.cpus * 100_000)))
+        ok &= cg.set_cpus(limits.cpus)
         if not ok:
             cg.remove()
             return None
@@ -165,12 +165,20 @@ class KernelCgroup:
                 continue
             ok = _write(f"{d}/memory.max", limits.memory) and _write(f"{d}/pids.max", limits.processes)
             _write(f"{d}/memory.swap.max", 0)
-            ok &= _write(f"{d}/cpu.max", f"{max(1000, int(limits.cpus * 100_000))} 100000")
+            cg = cls(2, {"": d})
+            ok &= cg.set_cpus(limits.cpus)
             _write(f"{d}/cpu.weight", 100)
             if ok:
-                return cls(2, {"": d})
+                return cg
             _remove_dir(d)
         return None
+
+    def set_cpus(self, cpus: float) -> bool:
+        """At most ``cpus`` cores for the whole tree at once (a quota per 100 ms period)."""
+        quota = max(1000, int(cpus * 100_000))
+        if self.version == 2:
+            return _write(os.path.join(self.dirs[""], "cpu.max"), f"{quota} 100000")
+        return _write(os.path.join(self.dirs["cpu"], "cpu.cfs_quota_us"), quota)
 
     # -- use ---------------------------------------------------------------------------------
     @property

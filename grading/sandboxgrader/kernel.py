@@ -28,13 +28,10 @@ import zmq
 from jupyter_client import KernelManager
 from jupyter_client.kernelspec import KernelSpec
 
-from . import seccomp
+from . import runtime, seccomp
 from .cgroup import KernelCgroup
+from .runtime import BLOCKED, COURSE_IN_SANDBOX, VENV_IN_SANDBOX
 
-BLOCKED = (
-    "{name} is not available in this assignment's grading kernel: the task asks for it to be done "
-    "by hand (see the assignment's rules)"
-)
 # A uid range nothing else uses: above normal users (<= 60000), systemd's DynamicUser range
 # (61184-65519), nobody (65534), shadow's default subordinate ranges (100000-600100000) and
 # systemd-nspawn's container ranges (524288-1879048191); below systemd's "foreign" range
@@ -119,6 +116,7 @@ class Limits:
     message_bytes: int = 16 * 2**20  # largest Jupyter message the grader accepts from the kernel
     cell_output_chars: int = 200_000  # characters of output kept per cell (feedback), the rest cut
     call_output_chars: int = 2_000_000  # characters a graded call may print before it is stopped
+    wall_factor: float = 5.0  # time limits are on the kernel's clock (clock.py), and at most this x on the wall's
 
 
 def check_tools() -> None:
@@ -227,8 +225,6 @@ def kill_uid(uid: int, wait: float = 30.0) -> bool:
         time.sleep(0.02)  # zombies: their (root) parent in the sandbox reaps them
 
 
-VENV_IN_SANDBOX = "/opt/venv"  # the host's venv, seen under a neutral name
-COURSE_IN_SANDBOX = "/opt/course"  # the course packages when they are editable installs in the repo
 # The course's own packages a test cell imports (utils/, coursetests/): read-only in every kernel.
 COURSE_PACKAGES = ("gradcheck", "coursetests")
 ETC_NEEDED = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "alternatives", "fonts")
@@ -243,6 +239,8 @@ class Layout:
     python: str  # the interpreter, as the kernel calls it
     pythonpath: str
     venv_cfg: str | None  # pyvenv.cfg without the line that names the host venv
+    image: str | None = None  # the venv's runtime image (:mod:`.runtime`): bin/, pyvenv.cfg, blanks done
+    fallback: str | None = None  # why the host paths are bound instead of images (they show in mountinfo)
 
 
 def _under(p: str, root: str) -> bool:
@@ -268,16 +266,41 @@ def module_location(name: str) -> str | None:
     return spec.origin
 
 
+_warned: set = set()
+
+
+def _fall_back(reason: str) -> str:
+    """Say once, loudly, that the kernel will see host paths (tests fail on it in CI)."""
+    if reason not in _warned:
+        _warned.add(reason)
+        print(
+            f"sandboxgrader: WARNING: {reason}; the kernel is shown the host paths of the venv and the "
+            "course packages (in /proc/self/mountinfo)",
+            file=sys.stderr,
+        )
+    return reason
+
+
 def python_layout() -> Layout:
+    """The binds of the kernel's Python: from runtime images at neutral paths (:mod:`.runtime`)
+    where they can be made, else the host's paths (and files naming them blanked one by one)."""
     base = os.path.realpath(sys.base_prefix)
     binds, blank, pythonpath, venv_cfg = [(base, base)], [], "", None
     venv = os.path.realpath(sys.prefix) if sys.prefix != sys.base_prefix else None
     python = sys.executable
+    image = fallback = None
+    covered = [base]  # host folders the kernel sees (a package inside one needs no bind of its own)
 
     inside = sandbox_path
     if venv:
-        binds.append((venv, VENV_IN_SANDBOX))
+        covered.append(venv)
         python = f"{VENV_IN_SANDBOX}/bin/python"
+        try:
+            image = runtime.venv_image(venv, os.path.realpath(sys.executable))
+            binds.append((os.path.join(image, "venv"), VENV_IN_SANDBOX))
+        except runtime.NoImage as exc:
+            fallback = _fall_back(str(exc))
+            binds.append((venv, VENV_IN_SANDBOX))
         cfg = os.path.join(venv, "pyvenv.cfg")
         if os.path.exists(cfg):
             with open(cfg) as fh:
@@ -287,8 +310,11 @@ def python_layout() -> Layout:
         if not sp or not os.path.isdir(sp):
             continue
         sp = os.path.realpath(sp)
-        if not any(_under(sp, h) for h, _ in binds):
+        if not any(_under(sp, h) for h in covered):
             binds.append((sp, sp))
+            covered.append(sp)
+        if image:  # the image has them blanked already
+            continue
         for name in sorted(os.listdir(sp)):  # editable installs point into the repo by absolute path
             path = os.path.join(sp, name)
             if name.startswith("__editable__"):
@@ -297,15 +323,27 @@ def python_layout() -> Layout:
                 with open(os.path.join(path, "direct_url.json")) as fh:
                     if '"editable": true' in fh.read():
                         blank.append(inside(os.path.join(path, "direct_url.json")))
+    course = {}
     for name in COURSE_PACKAGES:  # an editable install lives in the repo: shown under a neutral name
         where = module_location(name)
         if where is None or not os.path.isdir(where):
             continue
         gdir = os.path.realpath(where)
-        if not any(_under(gdir, h) for h, _ in binds):
-            binds.append((gdir, f"{COURSE_IN_SANDBOX}/{name}"))
-            pythonpath = COURSE_IN_SANDBOX
-    return Layout(binds, sorted(set(blank)), python, pythonpath, venv_cfg)
+        if not any(_under(gdir, h) for h in covered):
+            course[name] = gdir
+    if course:
+        pythonpath = COURSE_IN_SANDBOX
+        try:
+            copies = runtime.course_image(course)
+            course = {name: os.path.join(copies, name) for name in course}
+        except runtime.NoImage as exc:
+            fallback = fallback or _fall_back(str(exc))
+        binds += [(src, f"{COURSE_IN_SANDBOX}/{name}") for name, src in course.items()]
+    return Layout(binds, sorted(set(blank)), python, pythonpath, venv_cfg, image, fallback)
+
+
+# files of the kernel's own that bwrap copies in from these descriptors (the launcher opens them)
+KERNEL_FILE_FDS = {"passwd": 7, "group": 6}
 
 
 def _parents(path: str) -> list[str]:
@@ -348,8 +386,8 @@ def bwrap_argv(
     argv += ["--ro-bind", "/usr", "/usr", "--perms", "0755", "--dir", "/etc"]
     for name in ETC_NEEDED:
         argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    for name in ("passwd", "group"):
-        argv += ["--ro-bind", os.path.join(files, name), f"/etc/{name}"]
+    for name, fd in KERNEL_FILE_FDS.items():  # copied into the sandbox's root: no mount names their host path
+        argv += ["--perms", "0444", "--file", str(fd), f"/etc/{name}"]
     for link in ("/bin", "/sbin", "/lib", "/lib64"):
         if os.path.islink(link):
             argv += ["--symlink", os.readlink(link), link]
@@ -385,7 +423,7 @@ def bwrap_argv(
                 argv += ["--perms", "0755", "--dir", parent]
     for host, dest in layout.binds:
         argv += ["--ro-bind", host, dest]
-    if layout.python.startswith(VENV_IN_SANDBOX + "/"):
+    if layout.python.startswith(VENV_IN_SANDBOX + "/") and layout.image is None:
         # the venv's scripts name the host venv in their #! lines: only the interpreter is shown
         argv += [
             "--perms",
@@ -406,10 +444,13 @@ def bwrap_argv(
         where = module_location(name)
         if where is None:
             continue
-        blocked = os.path.join(files, f"blocked-{name}.py")
-        with open(blocked, "w") as fh:
-            fh.write(f"raise ImportError({BLOCKED.format(name=name)!r})\n")
-        os.chmod(blocked, 0o644)
+        if layout.image:
+            blocked = os.path.join(layout.image, "blocked.py")  # names the module it stands for
+        else:
+            blocked = os.path.join(files, f"blocked-{name}.py")
+            with open(blocked, "w") as fh:
+                fh.write(f"raise ImportError({BLOCKED.format(name=name)!r})\n")
+            os.chmod(blocked, 0o644)
         if os.path.isdir(where):
             dest = sandbox_path(where)
             argv += [
@@ -573,7 +614,8 @@ class SandboxKernel:
             # (lifeline). sh joins the kernel's cgroup (its whole tree follows), keeps the BPF program
             # open on fd 9 for bwrap's --seccomp 9, then becomes bwrap, which reads its options from
             # fd 8: the sandbox's /proc/1/cmdline is `bwrap --args 8 ...`, not every host path it
-            # mounts (the command, with no host path in it, stays on the command line)
+            # mounts (the command, with no host path in it, stays on the command line); fds 7 and 6
+            # are the kernel's passwd and group, which bwrap copies in (KERNEL_FILE_FDS)
             split = inner.index("--seccomp")
             args_file = os.path.join(self.base, "bwrap.args")
             with open(args_file, "wb") as fh:
@@ -587,9 +629,11 @@ class SandboxKernel:
                 "-c",
                 '[ "$PPID" = "$SG_PARENT" ] || exit 98; '
                 'for f in $SG_CGROUP_PROCS; do echo $$ > "$f" || exit 97; done; '
-                'exec 9<"$0" 8<"$1"; shift 2; exec bwrap --args 8 "$@"',
+                'exec 9<"$0" 8<"$1" 7<"$2" 6<"$3"; shift 4; exec bwrap --args 8 "$@"',
                 self.bpf,
                 args_file,
+                os.path.join(files, "passwd"),
+                os.path.join(files, "group"),
                 "x",
             ] + inner[split:]
         km = KernelManager(transport="ipc", connection_file=os.path.join(self.rundir, "kernel.json"))
@@ -602,7 +646,9 @@ class SandboxKernel:
         km._kernel_spec = KernelSpec(
             argv=argv, display_name="sandbox", language="python", interrupt_mode="message", env={}
         )
-        self._log = open(os.path.join(self.base, "kernel.log"), "wb")
+        # the kernel keeps a descriptor of its original stdout: an anonymous file, whose
+        # /proc/self/fd link names no host path (a file of the work root would)
+        self._log = os.fdopen(os.memfd_create("kernel-log", os.MFD_CLOEXEC), "w+b")
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),  # (bwrap --clearenv: none reaches the kernel)
             "SG_CGROUP_PROCS": " ".join(self.cgroup.procs_files) if self.cgroup else "",
@@ -683,9 +729,9 @@ class SandboxKernel:
 
     def read_log(self) -> str:
         try:
-            with open(os.path.join(self.base, "kernel.log"), "rb") as fh:
-                return fh.read().decode("utf-8", "replace")
-        except OSError:
+            fd = self._log.fileno()
+            return os.pread(fd, 1 << 20, max(0, os.fstat(fd).st_size - (1 << 20))).decode("utf-8", "replace")
+        except (OSError, AttributeError, ValueError):  # closed: the kernel is gone
             return ""
 
     @property
@@ -705,6 +751,13 @@ class SandboxKernel:
                 return None
             self._main_pid = roots[0]
         return self._main_pid
+
+    def clock_pid(self) -> int | None:
+        """Host pid of the process that runs the student's code (its threads' clocks: clock.py)."""
+        if not self.unsafe:
+            return self.main_pid()
+        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+        return getattr(process, "pid", None)  # (prlimit execs the kernel: the same pid)
 
     def reap(self, keep_at_most: int = 8) -> int:
         """Kill runaway processes of the kernel's (a fork bomb); the kernel keeps its state."""

@@ -25,6 +25,7 @@ from zmq.utils.monitor import recv_monitor_message
 from . import kernel as kernel_mod
 from . import wire
 from .agent_src import AGENT
+from .clock import Deadline, host_tid
 from .kernel import Limits, SandboxKernel
 
 INTERRUPT_GRACE = 3.0
@@ -86,6 +87,10 @@ class Session:
         self.on_callback = _no_callbacks  # set by the trusted runner
         self._pids_base = 0
         self._known_children: set = set()
+        # the kernel's threads that run student code, host (pid, tid): a cell's (the main thread) and a
+        # call's (the agent's); their run-queue delay is off the kernel's clock (clock.py)
+        self._main_task = self._agent_task = None
+        self.last_seconds = 0.0  # the last cell's or call's time on the kernel's clock
 
     def add_files(self, files: dict) -> None:
         """Files for the kernel's home (kept for restarts)."""
@@ -105,7 +110,7 @@ class Session:
     def start(self) -> Session:
         if self.kernel is None:
             self.launch()
-        self.kernel.connect()
+        self.kernel.connect(timeout=60 * self.limits.wall_factor)  # (a kernel's boot slows with the load)
         if self.files and not self.unsafe:  # into the tmpfs home, before any student code runs
             run = self.run_cell(_files_code(self.files), timeout=60, store_history=False)
             if run.status != "ok":
@@ -116,7 +121,7 @@ class Session:
             raise RuntimeError(f"could not install the agent: {run.ename}: {run.evalue}")
         self._sock = None
         if path:
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 10 * self.limits.wall_factor  # (no student code has run yet)
             while self._sock is None and time.monotonic() < deadline:
                 try:
                     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -127,18 +132,38 @@ class Session:
                     time.sleep(0.01)
         self.kernel.lock_run_dir()
         self.kernel.main_pid()  # known now, while it is the uid's only process
+        self._learn_tasks()
         cg = self.kernel.cgroup
         self._pids_base = cg.pids() if cg else 0
         self._known_children = set()
         return self
 
+    def _learn_tasks(self) -> None:
+        """Which host threads run student code -- asked before any student code ran (trusted)."""
+        pid = self.kernel.clock_pid()
+        self._main_task = self._agent_task = None
+        if pid is None:
+            return
+        self._main_task = (pid, pid)
+        if self._sock is not None:
+            try:
+                answer = self._request_socket({"op": "tid"}, 10, recover=False)
+                tid = host_tid(pid, int(answer["tid"]))
+                self._agent_task = (pid, tid) if tid is not None else None
+            except Exception:  # noqa: BLE001 - then calls are on the wall clock (stricter, never looser)
+                self._agent_task = None
+
+    def _deadline(self, seconds: float, task) -> Deadline:
+        return Deadline(seconds, task, self.limits.wall_factor)
+
     def restart(self) -> None:
-        t0 = time.monotonic()
+        t0, seconds = time.monotonic(), self.last_seconds  # (its own cells are on nobody's clock)
         self.restarts += 1
         self.shutdown()
         self.launch()
         self.start()
         self.recovery_seconds += time.monotonic() - t0
+        self.last_seconds = seconds
 
     def shutdown(self) -> None:
         if self._sock is not None:
@@ -241,11 +266,22 @@ class Session:
         return msg["header"]["msg_id"]
 
     def _wait(self, msg_id: str, timeout: float, collect: list | None, out_limit: int):
-        """Wait for the reply to ``msg_id``; collect its outputs; enforce time and output limits."""
-        deadline = time.monotonic() + timeout
-        hard_stop = deadline + INTERRUPT_GRACE  # absolute: nothing the kernel sends extends it
+        """Wait for the reply to ``msg_id``; collect its outputs; enforce time and output limits.
+
+        ``timeout`` is on the kernel's clock (its main thread's: clock.py), capped on the wall's;
+        one deadline from the start (nothing the kernel sends extends it). Time is checked after
+        what has arrived is read: a reply that is in is never taken for a timeout.
+        """
+        limit = self._deadline(timeout, self._main_task)
+        hard = self._deadline(timeout + INTERRUPT_GRACE, self._main_task)  # (same start, same clock)
+        try:
+            return self._wait_for(msg_id, timeout, collect, out_limit, limit, hard)
+        finally:
+            self.last_seconds = limit.elapsed()
+
+    def _wait_for(self, msg_id, timeout, collect, out_limit, limit: Deadline, hard: Deadline):
         printed, reply, idle, truncated = 0, None, False, False
-        interrupted_at = None
+        interrupted = False
         shell, iopub = self.client.shell_channel, self.client.iopub_channel
         poller = zmq.Poller()  # wake on the first message instead of sleeping in short polls
         poller.register(shell.socket, zmq.POLLIN)
@@ -258,13 +294,7 @@ class Session:
         received = 0  # what iopub brought during this wait, whoever it claims to be for
         flood_limit = FLOOD_MESSAGES * self.limits.message_bytes
         while reply is None or not (idle or dropped):
-            now = time.monotonic()
-            if interrupted_at is None and now > deadline:
-                self.kernel.interrupt()
-                interrupted_at = now
-            if interrupted_at is not None and now > min(interrupted_at + INTERRUPT_GRACE, hard_stop):
-                raise CallTimeout(f"no answer within {timeout:.0f} s, and the interrupt was ignored")
-            wait = (deadline if interrupted_at is None else interrupted_at + INTERRUPT_GRACE) - now
+            wait = (hard if interrupted or reply is not None else limit).left()  # (in: only idle is due)
             events = dict(poller.poll(max(1, min(int(wait * 1000) + 1, 200))))
             if not events and not self.kernel.alive():
                 raise KernelDied("the kernel died")
@@ -274,18 +304,18 @@ class Session:
             if shell_monitor is not None and shell_monitor.poll(0) and reply is None:
                 # the reply went down with the connection (above the cap) -- or the kernel died: ask it
                 recv_monitor_message(shell_monitor)
-                if self._answers(hard_stop):  # alive, so the cell is over: its reply was refused
+                if self._answers(time.monotonic() + max(hard.left(), 1.0)):  # alive: its reply was refused
                     self.kernel.reconnect_shell()
                     self._iopub_dropped = dropped  # (its error message was likely refused on iopub too)
                     raise MessageTooLarge(
                         f"the kernel's reply was above the cap of {self.limits.message_bytes} bytes: refused"
                     )
                 raise KernelDied("the kernel died")
-            while shell.msg_ready() and time.monotonic() < hard_stop:
+            while shell.msg_ready() and not hard.expired():
                 m = shell.get_msg(timeout=0)
                 if m["parent_header"].get("msg_id") == msg_id:
                     reply = m
-            while not flooded and iopub.msg_ready() and time.monotonic() < hard_stop:  # a flood cannot keep us
+            while not flooded and iopub.msg_ready() and not hard.expired():  # a flood cannot keep us
                 m = iopub.get_msg(timeout=0)
                 t, c = m["msg_type"], m["content"]
                 size = _size(c)
@@ -319,13 +349,19 @@ class Session:
                         continue
                     if collect is not None:
                         collect.append(_to_output(t, c))
+            if reply is not None and (idle or dropped):
+                break
+            if not interrupted and reply is None and limit.expired():
+                self.kernel.interrupt()
+                interrupted = True
+            elif hard.expired():
+                raise CallTimeout(f"no answer within {timeout:.0f} s, and the interrupt was ignored")
         if dropped:
             self.hits["too_large"] += 1
-        if dropped and not self._resync_iopub(max(hard_stop, time.monotonic() + 10)):
+        if dropped and not self._resync_iopub(time.monotonic() + max(hard.left(), 10 * self.limits.wall_factor)):
             raise CallTimeout("the kernel's output channel did not come back after a message above the cap")
         status = reply["content"].get("status")
-        timed_out = interrupted_at is not None
-        return reply["content"], status, timed_out, truncated
+        return reply["content"], status, interrupted, truncated
 
     def _resync_iopub(self, deadline: float) -> bool:
         """After iopub was disconnected (a message above the cap): wait until it delivers again.
@@ -398,26 +434,27 @@ class Session:
     def run_cell(self, code: str, timeout: float = 30, store_history: bool = True) -> CellRun:
         if self._calls_since_sync:
             self.sync_output()
-        t0 = time.monotonic()
+        self.last_seconds = 0.0  # (set by _wait: the cell's time on the kernel's clock)
         outputs: list = []
         self._too_large = False
         try:
             msg_id = self._send(code, silent=False, store_history=store_history)
             content, status, timed_out, truncated = self._wait(msg_id, timeout, outputs, self.limits.cell_output_chars)
+            seconds = self.last_seconds  # (now: a restart below runs cells of its own)
         except KernelDied:
             return CellRun(
                 "dead",
                 outputs,
                 "DeadKernelError",
                 "the kernel died while running this cell (os._exit, a crash, or a resource limit)",
-                time.monotonic() - t0,
+                self.last_seconds,
             )
         except CallTimeout as exc:  # (before `except Exception`: CallTimeout is one)
-            seconds = time.monotonic() - t0
+            seconds = self.last_seconds  # (before the restart: that is on nobody's clock)
             self.restart()
             return CellRun("timeout", outputs, "TimeoutError", str(exc), seconds)
         except MessageTooLarge as exc:  # the cell is over (its reply was its last word); the kernel keeps its state
-            seconds = time.monotonic() - t0
+            seconds = self.last_seconds
             self.hits["too_large"] += 1
             if self._iopub_dropped:
                 self._resync_iopub(time.monotonic() + 30)
@@ -426,7 +463,7 @@ class Session:
             outputs.append({"output_type": "stream", "name": "stdout", "text": f"\n[output too large: {exc}]\n"})
             return CellRun("error", outputs, "OutputTooLarge", str(exc), seconds, too_large=True)
         except Exception as exc:  # noqa: BLE001 - a garbled channel: the kernel is unusable
-            seconds = time.monotonic() - t0
+            seconds = self.last_seconds
             self.restart()
             return CellRun(
                 "dead", outputs, "DeadKernelError", f"the kernel's channel broke ({type(exc).__name__})", seconds
@@ -456,7 +493,7 @@ class Session:
                     "text": f"\n[output truncated by the grader: more than {self.limits.cell_output_chars} characters]\n",
                 }
             )
-        seconds = time.monotonic() - t0
+        self.last_seconds = seconds
         if timed_out:
             return CellRun(
                 "timeout",
@@ -494,16 +531,25 @@ class Session:
         an oversized reply is refused without being read (the kernel is restarted, since the
         stream is then out of step).
         """
-        body = json.dumps({**req, "deadline": timeout, "output_limit": self.limits.call_output_chars}).encode()
+        body = json.dumps(
+            {
+                **req,
+                "deadline": timeout,
+                "wall_factor": self.limits.wall_factor,
+                "output_limit": self.limits.call_output_chars,
+            }
+        ).encode()
         sock = self._sock
-        deadline = time.monotonic() + timeout + INTERRUPT_GRACE
+        # the agent stops the call at `timeout` on its thread's clock; we wait a grace longer, on the same
+        deadline = self._deadline(timeout + INTERRUPT_GRACE, self._agent_task)
         limit = self.limits.reply_bytes
         try:
-            sock.settimeout(timeout + INTERRUPT_GRACE)
+            sock.settimeout((timeout + INTERRUPT_GRACE) * self.limits.wall_factor)
             sock.sendall(struct.pack("!Q", len(body)) + body)
             while True:
                 size = struct.unpack("!Q", _recv_exact(sock, 8, deadline))[0]
                 if size > limit:
+                    self.last_seconds = deadline.elapsed()
                     self.restart()
                     raise wire.WireError(
                         f"reply of {size} bytes refused (the limit is {limit}): the kernel was restarted"
@@ -516,12 +562,16 @@ class Session:
                 t0 = time.monotonic()
                 out = json.dumps(self.on_callback(data)).encode()
                 sock.sendall(struct.pack("!Q", len(out)) + out)
-                deadline += time.monotonic() - t0
+                deadline.pause(time.monotonic() - t0)
         except TimeoutError:
+            if recover:
+                self.last_seconds = deadline.elapsed()
             # the watchdog could not stop it (C code, or the agent was replaced): kill, start afresh
             self.restart()
             raise CallTimeout(f"no answer within {timeout:.0f} s: the kernel was restarted") from None
         except (OSError, EOFError, struct.error) as exc:
+            if recover:
+                self.last_seconds = deadline.elapsed()
             alive = self.kernel is not None and self.kernel.alive()
             self.restart()
             raise KernelDied(
@@ -529,6 +579,8 @@ class Session:
                 if not alive
                 else f"the grader's channel to the kernel broke ({type(exc).__name__}); restarted"
             ) from None
+        if recover:  # (a call's; not the grader's own requests)
+            self.last_seconds = deadline.elapsed()
         try:
             answer = json.loads(data)
         except (ValueError, RecursionError) as exc:
@@ -609,15 +661,18 @@ def _no_callbacks(data: bytes) -> dict:
     return {"ok": False, "etype": "RuntimeError", "evalue": "no instructor function is callable here"}
 
 
-def _recv_exact(sock, n: int, deadline: float) -> bytes:
-    """``n`` bytes from ``sock`` by the absolute ``deadline`` (time.monotonic), else TimeoutError."""
+def _recv_exact(sock, n: int, deadline: Deadline) -> bytes:
+    """``n`` bytes from ``sock`` before ``deadline`` expires, else TimeoutError."""
     chunks, got = [], 0
     while got < n:
-        left = deadline - time.monotonic()
+        left = deadline.left()
         if left <= 0:
             raise TimeoutError("deadline passed")
         sock.settimeout(left)
-        chunk = sock.recv(min(n - got, 1 << 20))
+        try:
+            chunk = sock.recv(min(n - got, 1 << 20))
+        except TimeoutError:
+            continue  # the wall clock's share is spent: on the kernel's clock there may be time left
         if not chunk:
             raise EOFError("connection closed")
         chunks.append(chunk)
