@@ -147,8 +147,8 @@ def test_each_submission_earns_exactly_its_expected_score(batch):
 
 def test_rule_rows_lose_exactly_the_points_of_the_rule(batch):
     """hw2's derive-by-hand (torch absent from the grading kernel) and no-overflow (warnings are errors
-    in the kernel during graded calls) rules, each attacked several ways: only the rule's test fails,
-    with the rule's own message."""
+    in the kernel during graded calls, the checks themselves out of the student's reach) rules, each
+    attacked several ways: only the rule's test fails, with the rule's own message."""
     from coursegrader import hostile
 
     for aid, rows in hostile.RULE_ATTACKS.items():
@@ -159,7 +159,13 @@ def test_rule_rows_lose_exactly_the_points_of_the_rule(batch):
             shown = json.dumps([c.get("outputs", []) for c in nb["cells"] if nbutil.grade_id(c) in breaks])
             # the rule's message, or (torch imported at cell level) the cell that defined the answer failed
             assert not breaks or any(
-                w in shown for w in ("not available in this assignment", "without overflow", "is not defined")
+                w in shown
+                for w in (
+                    "not available in this assignment",
+                    "without overflow",
+                    "is not defined",
+                    "the grader's checks",
+                )
             ), (name, shown[:400])
 
 

@@ -629,3 +629,122 @@ def test_a_uid_in_use_elsewhere_is_never_taken_or_signalled(monkeypatch):
     finally:
         other.kill()
         other.wait()
+
+
+# ------------------------------------------------------------------------- rules that hold in the kernel
+# hw2's "no overflow warnings": a call whose warnings are errors runs in a thread of its own under an
+# audit hook (agent_src.py). Each function below reaches for the checks' state (or raw memory) first,
+# then runs the naive sigmoid under np.seterr(all="ignore"): the call must fail with the rule's warning.
+TAMPER_PRELUDE = """
+import ctypes, gc, struct, subprocess, sys
+import numpy as np
+from scipy.special import expit
+_NOOP = (lambda frame, event, arg: None).__code__
+_KEEP = [_NOOP] * 100
+
+
+def _naive(z):
+    old = np.seterr(all="ignore")
+    try:
+        return 1.0 / (1.0 + np.exp(-z))
+    finally:
+        np.seterr(**old)
+
+
+def _flip(fn):
+    for cell in getattr(fn, "__closure__", None) or ():
+        if isinstance(cell.cell_contents, list) and cell.cell_contents == [False]:
+            cell.cell_contents[0] = True
+"""
+TAMPER = {
+    "frame_walk": "try:\n    1 / 0\nexcept ZeroDivisionError as e:\n    f = e.__traceback__.tb_frame\n"
+    "while f is not None:\n    d = f.f_locals.get('done')\n    if isinstance(d, list):\n        d[0] = True\n"
+    "    f = f.f_back",
+    "profile_closure": "_flip(sys.getprofile())",
+    "gc_objects": "[_flip(o) for o in gc.get_objects() if getattr(o, '__name__', '') == 'watch']",
+    "other_threads_frames": "sys._current_frames()",
+    "ctypes_setprofile": "ctypes.pythonapi.PyEval_SetProfile(None, None)",
+    "ctypes_memmove": "ctypes.memmove(id(sys.getprofile()) + 48, struct.pack('P', id(_NOOP)), 8)",
+    "proc_mem": "open('/proc/self/mem', 'r+b', buffering=0)",
+    "subprocess": "subprocess.run(['true'])",
+    # code run with the hook's own globals: the hook judges frames by their place, not their globals
+    "hook_globals": "g = sys.getprofile().__globals__\ng['np'] = np\nexec('np.seterr(all=\"ignore\")', g)",
+    "errstate_inside": "pass",  # _naive's np.seterr alone: the rule as before (the error state changed)
+}
+HONEST = {
+    "tanh": "0.5 * (1 + np.tanh(z / 2))",
+    # (imported at cell level: scipy's first import sets numpy's error state -- inside a call under the
+    # rule that is flagged, as it was before the rule moved into the kernel)
+    "expit": "expit(z)",
+}
+STRICT = "with warnings.catch_warnings():\n    warnings.simplefilter('error', RuntimeWarning)\n    out = {call}\n"
+
+
+@pytest.fixture(scope="module")
+def locked():
+    """A rule-bound kernel (hw2's: metadata sandboxgrader.locked)."""
+    from sandboxgrader.session import Session
+
+    s = Session(slot=94, locked=True).start()
+    run_ok(
+        s,
+        TAMPER_PRELUDE
+        + "".join(
+            f"\ndef t_{n}(z):\n" + "    " + code.replace("\n", "\n    ") + "\n    return _naive(z)\n"
+            for n, code in TAMPER.items()
+        )
+        + "".join(f"\ndef h_{n}(z):\n    return {expr}\n" for n, expr in HONEST.items()),
+    )
+    yield s
+    s.shutdown()
+
+
+@needs_sandbox
+@pytest.mark.parametrize("name", list(TAMPER))
+def test_a_call_under_the_rule_that_reaches_for_the_checks_fails_with_the_rules_warning(locked, name):
+    from sandboxgrader.trusted import TrustedRunner
+
+    tr = TrustedRunner(locked)
+    assert tr.run("import numpy as np\nimport warnings", "imports")[0]
+    ok, _, err = tr.run(STRICT.format(call=f"t_{name}(np.array([-1000.0, 0.0, 1000.0]))"), name)
+    assert not ok and "RuntimeWarning" in err, (name, err)
+    assert "tampered with the grader's checks" in err, (name, err)
+
+
+@needs_sandbox
+@pytest.mark.parametrize("name", list(HONEST))
+def test_an_honest_stable_sigmoid_passes_under_the_rule(locked, name):
+    from sandboxgrader.trusted import TrustedRunner
+
+    tr = TrustedRunner(locked)
+    assert tr.run("import numpy as np\nimport warnings", "imports")[0]
+    ok, _, err = tr.run(
+        STRICT.format(call=f"h_{name}(np.array([-1000.0, 0.0, 1000.0]))")
+        + "np.testing.assert_allclose(out, [0.0, 0.5, 1.0], atol=1e-12)",
+        name,
+    )
+    assert ok, (name, err)
+
+
+@needs_sandbox
+def test_a_rule_bound_kernel_refuses_the_preparation_at_cell_level(locked):
+    """Cells cannot prepare a bypass: no handle on the agent, no gc/ctypes/proc-mem/other threads' frames;
+    the audit hook's own frame (in the traceback of a refusal) keeps nothing; ordinary errors still show."""
+    out = run_ok(
+        locked,
+        "import builtins, gc, sys, ctypes, threading\n"
+        "print('sg_call', hasattr(builtins, '__sg_call__'), [t.name for t in threading.enumerate()])\n"
+        "for name, fn in [('gc', gc.get_objects), ('frames', sys._current_frames),\n"
+        "                 ('dlsym', lambda: ctypes.pythonapi.PyEval_SetProfile),\n"
+        "                 ('mem', lambda: open('/proc/self/mem', 'rb'))]:\n"
+        "    try:\n        fn()\n        print(name, 'ALLOWED')\n"
+        "    except PermissionError as e:\n"
+        "        tb, seen = e.__traceback__, set()\n"
+        "        while tb is not None:\n            seen |= set(tb.tb_frame.f_locals)\n            tb = tb.tb_next\n"
+        "        print(name, 'refused', sorted(seen & {'impl', 'counts', 'notes', 'TG', 'AG'}))\n",
+    )
+    assert "sg_call False" in out and "sg-agent" not in out, out
+    for name in ("gc", "frames", "dlsym", "mem"):
+        assert f"{name} refused []" in out, out
+    r = locked.run_cell("1 / 0", timeout=30)
+    assert r.status == "error" and r.ename == "ZeroDivisionError"

@@ -387,6 +387,93 @@ def _silenced(setup: str, enter: str, leave: str) -> str:
     )
 
 
+_TAMPER_SETUP = """
+import builtins, ctypes, gc, queue, struct, sys, threading
+import numpy as np
+
+_NOOP = (lambda frame, event, arg: None).__code__   # its address is written into the hook: kept alive
+_KEEP = [_NOOP] * 100   # (the hook's end drops a reference it never took)
+_EXPIT, _WORKER = [], []
+_JOBS, _DONE = queue.Queue(), queue.Queue()
+
+
+def _walk_frames():
+    try:
+        1 / 0
+    except ZeroDivisionError as e:
+        f = e.__traceback__.tb_frame
+    while f is not None:
+        done = f.f_locals.get("done")
+        if isinstance(done, list) and done == [False]:
+            done[0] = True
+        f = f.f_back
+
+
+def _flip_flags(fn):
+    for cell in getattr(fn, "__closure__", None) or ():
+        v = cell.cell_contents
+        if isinstance(v, list) and v == [False]:
+            v[0] = True
+
+
+def _poke(address, data):
+    with open("/proc/self/mem", "r+b", buffering=0) as mem:
+        mem.seek(address)
+        mem.write(data)
+
+
+def _swap_handler():
+    roots = [getattr(builtins, "__sg_call__", None)]
+    try:
+        roots += [o for o in gc.get_objects() if getattr(o, "__name__", "") == "run_bounded"]
+    except Exception as e:
+        print("gc:", type(e).__name__)
+    for fn in roots:
+        code = getattr(fn, "__code__", None)
+        for name, cell in zip(getattr(code, "co_freevars", ()), getattr(fn, "__closure__", None) or ()):
+            if name == "handle":
+                real = cell.cell_contents
+                cell.cell_contents = lambda req, real=real: real({k: v for k, v in req.items() if k != "warnings_error"})
+                return
+    print("no handler found")
+
+
+def _worker():
+    np.seterr(all="ignore")
+    while True:
+        z = _JOBS.get()
+        _DONE.put(1.0 / (1.0 + np.exp(-z)))
+
+
+def _start_worker():
+    threading.Thread(target=_worker, daemon=True).start()
+    _WORKER.append(True)
+
+
+def _sigmoid(z):
+    if _WORKER:
+        _JOBS.put(z)
+        return _DONE.get()
+    if _EXPIT:
+        return _EXPIT[0](z)
+    old = np.seterr(all="ignore")
+    try:
+        return 1.0 / (1.0 + np.exp(-z))
+    finally:
+        np.seterr(**old)
+"""
+
+_TAMPERED_GRAD = """
+
+def logreg_grad(w, b, X, t, lam):
+    {unguard}
+    z = X @ w + b
+    y = _sigmoid(z)
+    {restore}
+    z_bar = (y - t) / X.shape[0]
+    return X.T @ z_bar + lam * w, float(np.sum(z_bar))
+"""
+
 RULE_ATTACKS = {
     "hw2_backprop": {
         # derive by hand: the grading kernel has no torch at all (its files are not in the sandbox)
@@ -528,6 +615,94 @@ def mlp_backward(W1, b1, W2, b2, X, y):
                     "if True:",
                     "",
                     "the sigmoid run in a context prepared at cell level (Context.run)",
+                ),
+            }.items()
+        },
+        # ... nor silence the checks themselves: each row reaches the grader's state (or the process's memory)
+        # first, then runs the naive sigmoid under np.seterr(all='ignore') and restores the error state
+        **{
+            f"hw2_{name}": (
+                {
+                    "b2-sol": _TAMPER_SETUP
+                    + setup
+                    + _TAMPERED_GRAD.format(unguard=unguard.replace("\n", "\n    "), restore=restore)
+                },
+                breaks,
+                note,
+            )
+            for name, (setup, unguard, restore, breaks, note) in {
+                "frame_walk": (
+                    "",
+                    "_walk_frames()",
+                    "pass",
+                    ["b2-test"],
+                    "tb_frame -> f_back up to the guard's frame, its `done` flag set through f_locals (was 22/22)",
+                ),
+                "profile_closure": (
+                    "",
+                    "_flip_flags(sys.getprofile())",
+                    "pass",
+                    ["b2-test"],
+                    "the flag in the closure of sys.getprofile() (the profile hook) set (was 22/22)",
+                ),
+                "gc_state": (
+                    "",
+                    "[_flip_flags(o) for o in gc.get_objects() if getattr(o, '__name__', '') == 'watch']",
+                    "pass",
+                    ["b2-test"],
+                    "gc.get_objects() finds the profile hook, its flag set (was 22/22)",
+                ),
+                "ctypes_setprofile": (
+                    "",
+                    "saved = sys.getprofile()\nctypes.pythonapi.PyEval_SetProfile(None, None)",
+                    "sys.setprofile(saved)",
+                    ["b2-test"],
+                    "the profile hook removed by ctypes PyEval_SetProfile(NULL), put back after (was 22/22)",
+                ),
+                "ctypes_memory": (
+                    "",
+                    "ctypes.memmove(id(sys.getprofile()) + 48, struct.pack('P', id(_NOOP)), 8)",
+                    "pass",
+                    ["b2-test"],
+                    "ctypes.memmove writes a no-op code object into the profile hook (was 22/22)",
+                ),
+                "proc_mem": (
+                    "",
+                    "_poke(id(sys.getprofile()) + 48, struct.pack('P', id(_NOOP)))",
+                    "pass",
+                    ["b2-test"],
+                    "the same write through /proc/self/mem (was 22/22)",
+                ),
+                "prepared_handler": (
+                    "_swap_handler()\n",
+                    "pass",
+                    "pass",
+                    ["b2-test"],
+                    "cell level: the agent's request handler (from builtins.__sg_call__'s closure, or gc) swapped "
+                    "for one that drops the rule's flag from every request (was 22/22)",
+                ),
+                "prepared_json": (
+                    "import json\n_LOADS = json.loads\njson.loads = lambda s, *a, **k: "
+                    "{x: y for x, y in _LOADS(s, *a, **k).items() if x != 'warnings_error'}\n",
+                    "pass",
+                    "pass",
+                    ["b2-test"],
+                    "cell level: json.loads patched to drop the rule's flag from the agent's requests (was 22/22)",
+                ),
+                "worker_thread": (
+                    "_start_worker()\n",
+                    "pass",
+                    "pass",
+                    ["b1-test", "b2-test", "c2b-test"],  # every call under the rule, while the thread runs
+                    "cell level: a thread with its own error state (all ignored) computes the sigmoid; while a "
+                    "thread the student started runs, every call under the rule fails (was 22/22)",
+                ),
+                "expit_neighbour": (
+                    "from scipy.special import expit\n_EXPIT.append(expit)\n",
+                    "pass",
+                    "pass",
+                    [],
+                    "correct neighbour: scipy.special.expit, nothing tampered with (keeps full marks)",
                 ),
             }.items()
         },

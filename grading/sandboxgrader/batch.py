@@ -112,6 +112,7 @@ def _grade_one(job: Job, options: Options, state: dict) -> dict:
             session.shutdown()
             session = _session(session.slot, options, hidden).launch()
         state["hidden"] = hidden
+        session.locked = locked_kernel(source)  # (the agent, installed by start(), reads it)
         if job.files:
             session.add_files(job.files)
         session.start()
@@ -148,6 +149,14 @@ def hidden_modules(source_nb) -> tuple:
     ``metadata.sandboxgrader.unavailable_modules`` (e.g. torch where gradients are derived by hand)."""
     names = (source_nb.metadata.get("sandboxgrader") or {}).get("unavailable_modules") or []
     return tuple(sorted(str(n) for n in names if str(n).isidentifier()))
+
+
+def locked_kernel(source_nb) -> bool:
+    """Whether the assignment's rules bind the kernel at all times (``metadata.sandboxgrader.locked``, e.g.
+    hw2's "no overflow warnings"): its agent then refuses, from every student cell, what could prepare a
+    bypass of the checks made during graded calls (gc's object graph, ctypes, /proc/*/mem, frames that lead
+    to the agent, processes). See agent_src.py."""
+    return bool((source_nb.metadata.get("sandboxgrader") or {}).get("locked"))
 
 
 def worker_main(index: int, options: Options) -> None:

@@ -70,9 +70,11 @@ class Session:
         files: dict | None = None,
         unsafe: bool = False,
         hidden_modules: tuple = (),
+        locked: bool = False,
     ):
         self.slot, self.limits, self.files, self.unsafe = slot, limits or Limits(), dict(files or {}), unsafe
         self.hidden_modules = tuple(hidden_modules)  # not importable in the kernel (the assignment's rules)
+        self.locked = locked  # a rule-bound kernel: the agent refuses tampering at all times (agent_src)
         self.kernel: SandboxKernel | None = None
         self.restarts = 0
         self.reaped = 0  # runaway processes killed (fork bombs)
@@ -116,7 +118,11 @@ class Session:
             if run.status != "ok":
                 raise RuntimeError(f"could not copy the assignment's files: {run.ename}: {run.evalue}")
         path = self.kernel.agent_socket
-        run = self.run_cell(AGENT.replace("SG_SOCKET_PATH", repr(path)), timeout=60, store_history=False)
+        run = self.run_cell(
+            AGENT.replace("SG_SOCKET_PATH", repr(path)).replace("SG_LOCKED_FLAG", repr(bool(self.locked))),
+            timeout=60,
+            store_history=False,
+        )
         if run.status != "ok":
             raise RuntimeError(f"could not install the agent: {run.ename}: {run.evalue}")
         self._sock = None
