@@ -111,14 +111,23 @@ def cmd_autograde(course: Course, args) -> int:
         print("autograde: nothing submitted (run `make collect FROM=…` first)", file=sys.stderr)
         return 1
     from sandboxgrader.kernel import SandboxUnavailable
+    from sandboxgrader.lifeline import Interrupted, interruptible
 
     try:
-        results = grade_submissions(
-            course, pairs, progress=not args.no_progress, engine=args.grader, jobs=args.jobs, unsafe=args.unsafe
-        )
+        with interruptible():  # SIGTERM, SIGINT, SIGHUP: workers and kernels shut down, summary written
+            results = grade_submissions(
+                course, pairs, progress=not args.no_progress, engine=args.grader, jobs=args.jobs, unsafe=args.unsafe
+            )
     except SandboxUnavailable as exc:
         print(f"autograde: refusing to grade: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(
+            f"autograde: {exc}: grading stopped, kernels shut down; submissions not graded are marked so in "
+            f"{(course.reports / 'autograde.json').relative_to(course.root)}",
+            file=sys.stderr,
+        )
+        return 128 + exc.signum
     print(summary_table(results))
     failed = [r for r in results if not r.ok]
     for r in failed:  # never a silent 0: each submission the grader could not grade, and why

@@ -17,6 +17,9 @@ from pathlib import Path
 from sandboxgrader.batch import Job, Options, grade_many
 from sandboxgrader.cells import code_stub
 from sandboxgrader.kernel import SandboxUnavailable, check_tools
+from sandboxgrader.lifeline import Interrupted
+
+from .nbutil import write_atomic
 
 
 def assignment_files(source_dir: Path) -> dict:
@@ -134,9 +137,7 @@ def write_autograded(course, out: dict) -> Path | None:
         if ts.exists():
             shutil.copy2(ts, folder / name)
     path = folder / f"{out['notebook']}.ipynb"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(out["nb"], encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, out["nb"])  # (an interrupted write leaves no temp file either)
     return path
 
 
@@ -187,8 +188,9 @@ def grade_submissions(
         return {"score": 0.0, "max": 0.0, "cells": {}, "flags": [], "seconds": 0.0, "ok": True}
 
     done = set()
+    stream = grade_many(job_list, n_workers, options)
     try:
-        for out in grade_many(job_list, n_workers, options):
+        for out in stream:
             key = (out["assignment"], out["student"])
             done.add((key, out["notebook"]))
             agg = per_pair.setdefault(key, blank())
@@ -216,12 +218,14 @@ def grade_submissions(
             anomalies += bool(out["flags"])
             bar.update(1)
             bar.set_postfix_str(f"anomalies {anomalies}")
-    except BaseException as exc:  # interrupted (Ctrl-C, a crash): what was not graded says so
+    except BaseException as exc:  # interrupted (a stop signal, a crash): what was not graded says so
+        stream.close()  # first: the workers stop and shut their kernels down
+        why = str(exc) if isinstance(exc, Interrupted) else type(exc).__name__
         for job in job_list:
             if ((job.assignment, job.student), job.notebook) not in done:
                 agg = per_pair.setdefault((job.assignment, job.student), blank())
                 agg["ok"] = False
-                agg["flags"].append(f"not graded: the batch stopped ({type(exc).__name__})")
+                agg["flags"].append(f"not graded: the batch stopped ({why})")
         _finish(course, pairs, per_pair, missing, unknown)
         raise
     finally:

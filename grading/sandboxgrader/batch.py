@@ -3,7 +3,8 @@
 Each worker grades one submission at a time in a fresh sandboxed kernel, and launches the next
 kernel before grading, so the next student's kernel boots while this one is graded. A crash,
 timeout or dead kernel affects only that submission. Results stream back to the parent, which
-alone writes files and the gradebook.
+alone writes files and the gradebook. A worker dies with the grader, its kernels with the worker
+(:mod:`.lifeline`); a stop signal makes both clean up first.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import base64
 import json
 import os
 import selectors
+import signal
 import subprocess
 import sys
 import time
@@ -20,7 +22,10 @@ from dataclasses import asdict, dataclass, field
 
 import nbformat
 
+from . import lifeline
 from .cells import STUB
+
+STOP_GRACE = 60.0  # seconds a stopped worker has to shut its kernels down before it is killed
 
 
 @dataclass
@@ -159,20 +164,29 @@ def worker_main(index: int, options: Options) -> None:
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # anything else printed goes to stderr, never into the protocol
     slots = (2 * index, 2 * index + 1)
-    state = {"slots": slots, "turn": 0, "pending": _session(slots[0], options).launch()}
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        job = Job(**json.loads(line))
-        job.files = {k: base64.b64decode(v) for k, v in job.files.items()}
-        proto.write(json.dumps(_grade_one(job, options, state)) + "\n")
-    state["pending"].shutdown()
+    state = {"slots": slots, "turn": 0}
+    try:
+        with lifeline.interruptible():  # SIGTERM (the grader stopping), Ctrl-C: shut the kernels down
+            state["pending"] = _session(slots[0], options).launch()
+            for line in sys.stdin:
+                if not line.strip():
+                    continue
+                job = Job(**json.loads(line))
+                job.files = {k: base64.b64decode(v) for k, v in job.files.items()}
+                proto.write(json.dumps(_grade_one(job, options, state)) + "\n")
+    except lifeline.Interrupted as exc:
+        print(f"grading worker {index}: {exc}: kernels shut down", file=sys.stderr)
+        raise SystemExit(128 + exc.signum) from None
+    finally:
+        if state.get("pending") is not None:  # (_grade_one shut the current one down)
+            state["pending"].shutdown()
 
 
 def _spawn(index: int, options: Options) -> subprocess.Popen:
     env = dict(os.environ)
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # grading/
     env["PYTHONPATH"] = here + os.pathsep + env.get("PYTHONPATH", "")
+    env["SG_GRADER_PID"] = str(os.getpid())  # the worker dies with this process (lifeline)
     return subprocess.Popen(
         [sys.executable, "-m", "sandboxgrader.batch", str(index), json.dumps(asdict(options))],
         stdin=subprocess.PIPE,
@@ -194,15 +208,22 @@ def grade_many(jobs: list[Job], n_workers: int, options: Options | None = None):
     """Yield one result dict per job, in completion order. Workers are separate processes
     (``python -m sandboxgrader.batch``), fed one job at a time; a dead worker costs only its job,
     and so does a job past ``options.job_timeout``: its worker is killed (with its kernels: they
-    die with their parent), the job is reported as not graded and a new worker takes the rest."""
+    die with their parent), the job is reported as not graded and a new worker takes the rest.
+
+    Workers die with the thread that runs this generator (:mod:`.lifeline`): iterate it in a
+    thread that lives until the batch is over. Closed early (an exception, a stop signal), it stops
+    the workers (SIGTERM: they shut their kernels down; SIGKILL after :data:`STOP_GRACE` s). What
+    killed graders left behind is swept first; what a dead worker left, once it is gone."""
     options = options or Options()
     if not jobs:
         return
+    lifeline.sweep()
     n_workers = max(1, min(n_workers, len(jobs)))
     todo = list(reversed(jobs))
     sel = selectors.DefaultSelector()
     current: dict = {}  # worker index -> (job, started at)
     procs = []
+    finished = dirty = False  # the batch ran to its end / a worker died or was killed
 
     def start_worker(i):
         proc = _spawn(i, options)
@@ -229,6 +250,7 @@ def grade_many(jobs: list[Job], n_workers: int, options: Options | None = None):
                     sel.unregister(proc.stdout)
                     proc.kill()
                     proc.wait()
+                    lifeline.sweep()  # its kernels died with it: their folders and cgroups go now
                     ready = [(k, e) for k, e in ready if k.data[0] != i]
                     yield _failure(
                         job,
@@ -246,6 +268,8 @@ def grade_many(jobs: list[Job], n_workers: int, options: Options | None = None):
                     if i not in current:  # finished its last job and exited
                         continue
                     # the worker died: its job fails, a new worker takes over
+                    lifeline.sweep()
+                    dirty = True
                     job, started = current.pop(i)
                     yield _failure(job, f"the grading worker died (exit {proc.returncode})", time.monotonic() - started)
                     if todo:
@@ -257,20 +281,31 @@ def grade_many(jobs: list[Job], n_workers: int, options: Options | None = None):
                     give(i, proc)
                 else:
                     proc.stdin.close()
+        finished = True
     finally:
+        live = [p for p in procs if p.poll() is None]
+        if not finished:  # stopped early: each worker shuts its kernels down, then exits
+            for proc in live:
+                proc.send_signal(signal.SIGTERM)
         for proc in procs:
             if proc.stdin and not proc.stdin.closed:
                 try:
                     proc.stdin.close()
                 except OSError:
                     pass
-        for proc in procs:
+        deadline = time.monotonic() + (20 if finished else STOP_GRACE)
+        for proc in live:
             try:
-                proc.wait(timeout=20)
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+                dirty = True
+        if dirty or not finished:
+            lifeline.sweep()
 
 
 if __name__ == "__main__":
+    if os.environ.get("SG_GRADER_PID", "").isdigit():
+        lifeline.die_with_parent(int(os.environ["SG_GRADER_PID"]))
     worker_main(int(sys.argv[1]), Options(**json.loads(sys.argv[2])))

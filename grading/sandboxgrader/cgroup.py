@@ -227,3 +227,42 @@ def _remove_dir(d: str) -> bool:
         return True
     except OSError:
         return False
+
+
+def groups_by_uid(max_depth: int = 8) -> dict[int, list[str]]:
+    """Every ``<...>/sandboxgrader/uid-<uid>`` group on this machine, in every hierarchy: uid -> dirs.
+
+    Not only under this process's own group: a grader started elsewhere (another unit, another
+    login) made its groups under its own. Used to find the groups a killed grader left behind.
+    """
+    found: dict[int, list[str]] = {}
+
+    def walk(d: str, depth: int) -> None:
+        try:
+            entries = [e for e in os.scandir(d) if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            return
+        for e in entries:
+            if e.name == GROUP:
+                try:
+                    kids = list(os.scandir(e.path))
+                except OSError:
+                    continue
+                for k in kids:
+                    uid = k.name[4:] if k.name.startswith("uid-") else ""
+                    if uid.isdigit() and k.is_dir(follow_symlinks=False):
+                        found.setdefault(int(uid), []).append(k.path)
+            elif depth < max_depth:
+                walk(e.path, depth + 1)
+
+    for mount in sorted(set(_mounts().values())):
+        walk(mount, 0)
+    return found
+
+
+def members(dirs: list[str]) -> set[int]:
+    """pids of the processes in these groups (one per hierarchy in v1: the same tree)."""
+    out = set()
+    for d in dirs:
+        out.update(int(p) for p in _read(os.path.join(d, "cgroup.procs")).split() if p.isdigit())
+    return out

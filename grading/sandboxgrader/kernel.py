@@ -558,7 +558,7 @@ class SandboxKernel:
         if self.unsafe:
             self.workroot = tempfile.gettempdir()
         os.makedirs(self.workroot, mode=0o711, exist_ok=True)
-        base = tempfile.mkdtemp(prefix=f"sandbox-{self.slot}-", dir=self.workroot)
+        base = tempfile.mkdtemp(prefix=f"sandbox-{self.slot}-{self.uid}-", dir=self.workroot)  # (lifeline.sweep)
         os.chmod(base, 0o711)
         self.base = base
         self.home = os.path.join(base, "home")
@@ -608,18 +608,26 @@ class SandboxKernel:
                 files,
                 tuple(self.hidden_modules),
             )
-            # sh joins the kernel's cgroup (its whole tree follows), keeps the BPF program open on fd 9
-            # for bwrap's --seccomp 9, then becomes bwrap, which reads its options from fd 8: the
-            # sandbox's /proc/1/cmdline is `bwrap --args 8 ...`, not every host path it mounts (the
-            # command, with no host path in it, stays on the command line); fds 7 and 6 are the
-            # kernel's passwd and group, which bwrap copies in (KERNEL_FILE_FDS)
+            # setpriv gives the process a parent-death SIGKILL from its first instruction on, and sh
+            # checks that its parent is still this one (it may have died before): bwrap's own
+            # --die-with-parent is set only later, and a kernel must never outlive its grader
+            # (lifeline). sh joins the kernel's cgroup (its whole tree follows), keeps the BPF program
+            # open on fd 9 for bwrap's --seccomp 9, then becomes bwrap, which reads its options from
+            # fd 8: the sandbox's /proc/1/cmdline is `bwrap --args 8 ...`, not every host path it
+            # mounts (the command, with no host path in it, stays on the command line); fds 7 and 6
+            # are the kernel's passwd and group, which bwrap copies in (KERNEL_FILE_FDS)
             split = inner.index("--seccomp")
             args_file = os.path.join(self.base, "bwrap.args")
             with open(args_file, "wb") as fh:
                 fh.write(b"".join(a.encode() + b"\0" for a in inner[1:split]))
             argv = [
+                "setpriv",
+                "--pdeathsig",
+                "KILL",
+                "--",
                 "/bin/sh",
                 "-c",
+                '[ "$PPID" = "$SG_PARENT" ] || exit 98; '
                 'for f in $SG_CGROUP_PROCS; do echo $$ > "$f" || exit 97; done; '
                 'exec 9<"$0" 8<"$1" 7<"$2" 6<"$3"; shift 4; exec bwrap --args 8 "$@"',
                 self.bpf,
@@ -644,6 +652,7 @@ class SandboxKernel:
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),  # (bwrap --clearenv: none reaches the kernel)
             "SG_CGROUP_PROCS": " ".join(self.cgroup.procs_files) if self.cgroup else "",
+            "SG_PARENT": str(os.getpid()),
         }
         if self.unsafe:
             env.update({"HOME": self.home, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
@@ -797,8 +806,8 @@ class SandboxKernel:
             self._ctx = None
         if self._log is not None:
             self._log.close()
+        shutil.rmtree(self.base, ignore_errors=True)  # before the uid is released (lifeline.sweep)
         if self._uid_lock is not None:
             self._uid_lock.close()  # releases the uid
             self._uid_lock = None
         self.km = self.client = self._log = None
-        shutil.rmtree(self.base, ignore_errors=True)
