@@ -136,6 +136,25 @@ def test_a_call_on_a_throttled_kernel_gets_its_time_on_the_kernels_clock(session
 
 
 @needs_sandbox
+def test_a_call_under_a_rule_runs_in_its_own_thread_and_its_clock_follows_it(session):
+    """Warnings as errors: the agent runs the call in a thread started for it (agent_src's guarded),
+    while the serving thread only waits -- the clock must follow the thread that works."""
+    from sandboxgrader.trusted import TrustedRunner
+
+    assert (
+        session.run_cell("def busy(cpu):\n" + "\n".join("    " + x for x in BUSY.format(cpu="cpu").split("\n"))).status
+        == "ok"
+    )
+    tr = TrustedRunner(session, call_timeout=2)
+    strict = "import warnings\nwith warnings.catch_warnings():\n    warnings.simplefilter('error', RuntimeWarning)\n"
+    t0 = time.monotonic()
+    ok, _, err = tr.run(strict + "    busy(0.4)", "t-rule")
+    wall = time.monotonic() - t0
+    assert ok, err
+    assert wall >= 3.0 and tr.call_seconds < 2.0
+
+
+@needs_sandbox
 def test_sleep_and_cpu_beyond_the_limit_still_time_out(session):
     from sandboxgrader.trusted import TrustedRunner
 

@@ -605,29 +605,45 @@ def __sg_install__(SG_SOCKET, SG_LOCKED):
             pass
 
     def run_delay(path):
-        # seconds this thread has waited for a CPU (the grader's clock.py: the kernel's clock skips them)
+        # seconds a thread has waited for a CPU (the grader's clock.py: the kernel's clock skips them)
         try:
             with open(path, "rb") as fh:
                 return int(fh.read().split()[1]) / 1e9
         except (OSError, ValueError, IndexError):
             return None
 
+    def run_delays(every, own):
+        # {thread: delay}: this thread's, or (a call in a thread of its own: guarded) every thread's
+        tids = [own]
+        if every:
+            try:
+                tids = os.listdir("/proc/self/task")
+            except OSError:
+                pass
+        out = {}
+        for t in tids:
+            d = run_delay("/proc/self/task/%s/schedstat" % t)
+            if d is not None:
+                out[t] = d
+        return out
+
     def run_bounded(req):
         limit, deadline = int(req.get("output_limit", 2000000)), float(req.get("deadline", 30))
         wall_cap = deadline * max(1.0, float(req.get("wall_factor", 1.0)))
         victims[:] = [threading.get_ident()]   # (and a graded call's own thread: guarded)
-        stat = "/proc/self/task/%d/schedstat" % threading.get_native_id()
-        t0, base = monotonic(), run_delay(stat)
+        every, own = bool(SG_LOCKED or req.get("warnings_error")), str(threading.get_native_id())
+        t0, base = monotonic(), run_delays(every, own)
         done = threading.Event()
 
         def watchdog():
             # a pure-Python runaway gets a TimeoutError raised into it; C code is killed outside. The
-            # deadline is on this thread's clock (time waiting for a CPU not counted), capped on the wall's
+            # deadline is on the kernel's clock (time the call's thread waited for a CPU not counted),
+            # capped on the wall's
             left = deadline
             while not done.wait(left):
                 wall = monotonic() - t0
-                now = run_delay(stat)
-                used = wall - (now - base if now is not None and base is not None else 0.0)
+                now = run_delays(every, own) if base else {}
+                used = wall - max([d - base.get(t, 0.0) for t, d in now.items()] + [0.0])
                 if used >= deadline or wall >= wall_cap:
                     break
                 left = max(0.01, min(deadline - used, wall_cap - wall))

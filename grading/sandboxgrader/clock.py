@@ -37,6 +37,20 @@ def run_delay(task: tuple[int, int] | None) -> int | None:
         return None
 
 
+def run_delays(pid: int) -> dict[int, int]:
+    """Run-queue delay (ns) of every thread of process ``pid``; {} if they cannot be read."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        d = run_delay((pid, int(tid)))
+        if d is not None:
+            out[int(tid)] = d
+    return out
+
+
 def host_tid(pid: int, ns_tid: int) -> int | None:
     """The host id of the thread that calls itself ``ns_tid`` inside the kernel's pid namespace."""
     try:
@@ -62,14 +76,28 @@ class Deadline:
     ``task`` is ``(pid, tid)``, host ids of the kernel's thread that runs the student's code: the
     main thread for a cell, the agent's thread for a call (None: the wall clock only). Its delay
     is read once at the start and then only after the wall clock has passed ``seconds``: a step
-    that ends in time costs one read of one small file.
+    that ends in time costs one read of one small file. ``every_thread``: the code runs in a thread
+    started for it (a call under a rule, agent_src's ``guarded``), so the clock follows the thread of
+    the process that waited most since the start (a thread born since then, all of its delay). A
+    thread's count goes with it when it ends: each reading keeps what it saw (``sample``, at least
+    every ``SAMPLE`` s while waiting), so a thread gone since is still counted up to its last reading.
     """
 
-    def __init__(self, seconds: float, task: tuple[int, int] | None = None, wall_factor: float = 5.0):
+    SAMPLE = 0.5  # s between readings of every thread (every_thread only)
+
+    def __init__(
+        self,
+        seconds: float,
+        task: tuple[int, int] | None = None,
+        wall_factor: float = 5.0,
+        every_thread: bool = False,
+    ):
         self.seconds = float(seconds)
         self.wall_factor = max(1.0, float(wall_factor))
         self.t0 = time.monotonic()
-        self.base = run_delay(task)
+        self.every = {} if task is None or not every_thread else run_delays(task[0])
+        self.seen = dict(self.every)
+        self.base = run_delay(task) if not self.every else self.every.get(task[1])
         self.task = task if self.base is not None else None
 
     def pause(self, seconds: float) -> None:
@@ -83,6 +111,9 @@ class Deadline:
 
     def waited(self) -> float:
         """Seconds the kernel's thread spent ready to run but without a CPU, since the start."""
+        if self.every:
+            self.seen.update(run_delays(self.task[0]))
+            return max((d - self.every.get(tid, 0) for tid, d in self.seen.items()), default=0) / 1e9
         now = run_delay(self.task)
         return 0.0 if now is None else max(0, now - self.base) / 1e9
 
@@ -97,10 +128,16 @@ class Deadline:
         return wall >= self.seconds * self.wall_factor or wall - self.waited() >= self.seconds
 
     def left(self) -> float:
-        """Wall-clock seconds that can pass before the limit can be reached (0 if it is)."""
+        """Wall-clock seconds that can pass before the limit can be reached (0 if it is), or before
+        the next reading is due (every_thread)."""
         wall = self.wall()
         if wall < self.seconds:
+            if self.every:
+                self.waited()  # (a reading: the thread that works may end before the next)
+                return min(self.seconds - wall, self.SAMPLE)
             return self.seconds - wall
         cap = self.seconds * self.wall_factor - wall
         kernel = wall - self.waited()
-        return 0.0 if cap <= 0 or kernel >= self.seconds else min(self.seconds - kernel, cap)
+        if cap <= 0 or kernel >= self.seconds:
+            return 0.0
+        return min(self.seconds - kernel, cap, self.SAMPLE if self.every else cap)

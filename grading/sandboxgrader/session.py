@@ -547,7 +547,9 @@ class Session:
         ).encode()
         sock = self._sock
         # the agent stops the call at `timeout` on its thread's clock; we wait a grace longer, on the same
-        deadline = self._deadline(timeout + INTERRUPT_GRACE, self._agent_task)
+        # (a call under a rule, or any in a rule-bound kernel, runs in a thread of its own: see clock.py)
+        every = self.locked or bool(req.get("warnings_error"))
+        deadline = Deadline(timeout + INTERRUPT_GRACE, self._agent_task, self.limits.wall_factor, every)
         limit = self.limits.reply_bytes
         try:
             sock.settimeout((timeout + INTERRUPT_GRACE) * self.limits.wall_factor)
