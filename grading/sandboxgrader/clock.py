@@ -121,23 +121,26 @@ class Deadline:
         """Seconds on the kernel's clock since the start."""
         return max(0.0, self.wall() - self.waited())
 
-    def expired(self) -> bool:
+    def expired(self, seconds: float | None = None) -> bool:
+        """Is the limit reached -- or ``seconds`` (a later limit on the same clock, e.g. a grace)?"""
+        seconds = self.seconds if seconds is None else seconds
         wall = self.wall()
-        if wall < self.seconds:  # the kernel's clock is never ahead of the wall's
+        if wall < seconds:  # the kernel's clock is never ahead of the wall's
             return False
-        return wall >= self.seconds * self.wall_factor or wall - self.waited() >= self.seconds
+        return wall >= seconds * self.wall_factor or wall - self.waited() >= seconds
 
-    def left(self) -> float:
-        """Wall-clock seconds that can pass before the limit can be reached (0 if it is), or before
-        the next reading is due (every_thread)."""
+    def left(self, seconds: float | None = None) -> float:
+        """Wall-clock seconds that can pass before the limit (or ``seconds``) can be reached (0 if it
+        is), or before the next reading is due (every_thread)."""
+        seconds = self.seconds if seconds is None else seconds
         wall = self.wall()
-        if wall < self.seconds:
+        if wall < seconds:
             if self.every:
                 self.waited()  # (a reading: the thread that works may end before the next)
-                return min(self.seconds - wall, self.SAMPLE)
-            return self.seconds - wall
-        cap = self.seconds * self.wall_factor - wall
+                return min(seconds - wall, self.SAMPLE)
+            return seconds - wall
+        cap = seconds * self.wall_factor - wall
         kernel = wall - self.waited()
-        if cap <= 0 or kernel >= self.seconds:
+        if cap <= 0 or kernel >= seconds:
             return 0.0
-        return min(self.seconds - kernel, cap, self.SAMPLE if self.every else cap)
+        return min(seconds - kernel, cap, self.SAMPLE if self.every else cap)

@@ -159,8 +159,8 @@ class Session:
             except Exception:  # noqa: BLE001 - then calls are on the wall clock (stricter, never looser)
                 self._agent_task = None
 
-    def _deadline(self, seconds: float, task) -> Deadline:
-        return Deadline(seconds, task, self.limits.wall_factor)
+    def _deadline(self, seconds: float, task, every_thread: bool = False) -> Deadline:
+        return Deadline(seconds, task, self.limits.wall_factor, every_thread)
 
     def restart(self) -> None:
         t0, seconds = time.monotonic(), self.last_seconds  # (its own cells are on nobody's clock)
@@ -279,13 +279,13 @@ class Session:
         what has arrived is read: a reply that is in is never taken for a timeout.
         """
         limit = self._deadline(timeout, self._main_task)
-        hard = self._deadline(timeout + INTERRUPT_GRACE, self._main_task)  # (same start, same clock)
         try:
-            return self._wait_for(msg_id, timeout, collect, out_limit, limit, hard)
+            return self._wait_for(msg_id, timeout, collect, out_limit, limit)
         finally:
             self.last_seconds = limit.elapsed()
 
-    def _wait_for(self, msg_id, timeout, collect, out_limit, limit: Deadline, hard: Deadline):
+    def _wait_for(self, msg_id, timeout, collect, out_limit, limit: Deadline):
+        hard = timeout + INTERRUPT_GRACE  # the interrupt's grace, on the same clock from the same start
         printed, reply, idle, truncated = 0, None, False, False
         interrupted = False
         shell, iopub = self.client.shell_channel, self.client.iopub_channel
@@ -300,7 +300,7 @@ class Session:
         received = 0  # what iopub brought during this wait, whoever it claims to be for
         flood_limit = FLOOD_MESSAGES * self.limits.message_bytes
         while reply is None or not (idle or dropped):
-            wait = (hard if interrupted or reply is not None else limit).left()  # (in: only idle is due)
+            wait = limit.left(hard if interrupted or reply is not None else None)  # (in: only idle is due)
             events = dict(poller.poll(max(1, min(int(wait * 1000) + 1, 200))))
             if not events and not self.kernel.alive():
                 raise KernelDied("the kernel died")
@@ -310,18 +310,18 @@ class Session:
             if shell_monitor is not None and shell_monitor.poll(0) and reply is None:
                 # the reply went down with the connection (above the cap) -- or the kernel died: ask it
                 recv_monitor_message(shell_monitor)
-                if self._answers(time.monotonic() + max(hard.left(), 1.0)):  # alive: its reply was refused
+                if self._answers(time.monotonic() + max(limit.left(hard), 1.0)):  # alive: its reply was refused
                     self.kernel.reconnect_shell()
                     self._iopub_dropped = dropped  # (its error message was likely refused on iopub too)
                     raise MessageTooLarge(
                         f"the kernel's reply was above the cap of {self.limits.message_bytes} bytes: refused"
                     )
                 raise KernelDied("the kernel died")
-            while shell.msg_ready() and not hard.expired():
+            while shell.msg_ready() and not limit.expired(hard):
                 m = shell.get_msg(timeout=0)
                 if m["parent_header"].get("msg_id") == msg_id:
                     reply = m
-            while not flooded and iopub.msg_ready() and not hard.expired():  # a flood cannot keep us
+            while not flooded and iopub.msg_ready() and not limit.expired(hard):  # a flood cannot keep us
                 m = iopub.get_msg(timeout=0)
                 t, c = m["msg_type"], m["content"]
                 size = _size(c)
@@ -360,11 +360,11 @@ class Session:
             if not interrupted and reply is None and limit.expired():
                 self.kernel.interrupt()
                 interrupted = True
-            elif hard.expired():
+            elif limit.expired(hard):
                 raise CallTimeout(f"no answer within {timeout:.0f} s, and the interrupt was ignored")
         if dropped:
             self.hits["too_large"] += 1
-        if dropped and not self._resync_iopub(time.monotonic() + max(hard.left(), 10 * self.limits.wall_factor)):
+        if dropped and not self._resync_iopub(time.monotonic() + max(limit.left(hard), 10 * self.limits.wall_factor)):
             raise CallTimeout("the kernel's output channel did not come back after a message above the cap")
         status = reply["content"].get("status")
         return reply["content"], status, interrupted, truncated
@@ -549,7 +549,7 @@ class Session:
         # the agent stops the call at `timeout` on its thread's clock; we wait a grace longer, on the same
         # (a call under a rule, or any in a rule-bound kernel, runs in a thread of its own: see clock.py)
         every = self.locked or bool(req.get("warnings_error"))
-        deadline = Deadline(timeout + INTERRUPT_GRACE, self._agent_task, self.limits.wall_factor, every)
+        deadline = self._deadline(timeout + INTERRUPT_GRACE, self._agent_task, every)
         limit = self.limits.reply_bytes
         try:
             sock.settimeout((timeout + INTERRUPT_GRACE) * self.limits.wall_factor)
