@@ -139,10 +139,32 @@ def test_every_row_is_generated():
     } <= names
 
 
+def _why(batch, key: str) -> dict:
+    """A mismatched score explained: the cells that lost points they should not have, and what they showed."""
+    r, e = batch["results"][key], batch["expected"][key]
+    aid, student = r.assignment, r.student
+    lost = sorted(g for g, (s, p) in r.cells.items() if s != p and g not in e["breaks"])
+    kept = sorted(g for g in e["breaks"] if r.cells.get(g, [0, 0])[0] == r.cells.get(g, [0, 0])[1])
+    path = batch["course"].autograded / student / aid / f"{aid}.ipynb"
+    shown = {}
+    if path.exists():
+        for c in nbutil.read_nb(path)["cells"]:
+            if nbutil.grade_id(c) in lost:
+                shown[nbutil.grade_id(c)] = json.dumps(c.get("outputs", []))[-600:]
+    return {
+        "score": r.score,
+        "expected": e["expected"],
+        "lost": lost,
+        "kept": kept,
+        "shown": shown,
+        "problem": r.problem,
+    }
+
+
 def test_each_submission_earns_exactly_its_expected_score(batch):
     got = {k: r.score for k, r in batch["results"].items()}
     want = {k: e["expected"] for k, e in batch["expected"].items()}
-    assert got == want
+    assert got == want, {k: _why(batch, k) for k in want if got.get(k) != want[k]}
 
 
 def test_rule_rows_lose_exactly_the_points_of_the_rule(batch):
