@@ -345,6 +345,40 @@ def test_memory_and_process_limits():
 
 
 @needs_sandbox
+def test_a_memory_bomb_leaves_the_next_test_its_memory():
+    """A bomb that fills the address space fails with MemoryError, in a cell or in a graded call, and the
+    next test has the memory back: the failure's traceback (IPython keeps a failed cell's until the next
+    error) no longer holds the bomb's locals. The student's names survive; chained failures are freed too."""
+    from sandboxgrader.session import Session
+    from sandboxgrader.trusted import TrustedRunner
+
+    own = Session(slot=95).start()  # a kernel of its own: it is filled to its address-space limit
+    try:
+        n = LIMITS.address_space // 3 // 8  # float64s: fit beside the kernel, not beside a held bomb
+        run_ok(
+            own,
+            "import numpy as np\n"
+            "def bomb():\n    hog = []\n    while True:\n        hog.append(bytearray(2**27))\n"
+            f"def big():\n    return float(np.ones({n}).sum())\n",
+        )
+        for code in (
+            "x = 41\nbomb()",
+            "try:\n    bomb()\nexcept MemoryError as e:\n    raise ValueError('wrapped') from e",
+            "try:\n    bomb()\nexcept MemoryError:\n    1 / 0",
+        ):
+            r = own.run_cell(code, timeout=120)
+            assert r.status == "error", (code, r.status, r.evalue)
+            assert run_ok(own, "print(big(), x + 1)").split() == [str(float(n)), "42"], code
+        tr = TrustedRunner(own, call_timeout=120)
+        ok, _, err = tr.run("bomb()", "t-bomb")
+        assert not ok and err.startswith("MemoryError"), err
+        ok, _, err = tr.run(f"assert big() == {float(n)}", "t-next")
+        assert ok, err
+    finally:
+        own.shutdown()
+
+
+@needs_sandbox
 def test_trusted_verdict_ignores_tampering(session):
     from sandboxgrader.trusted import TrustedRunner
 

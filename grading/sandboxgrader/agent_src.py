@@ -516,6 +516,32 @@ def __sg_install__(SG_SOCKET, SG_LOCKED):
             raise box[1]
         return box[1]
 
+    def release(e, BaseException=BaseException, RuntimeError=RuntimeError, id=id):
+        # A failure's traceback holds its frames, and they every local the failed code made: the 3 GiB
+        # of a memory bomb stay allocated while anything keeps the traceback (IPython keeps a failed
+        # cell's as sys.last_traceback, until the next error), and the next test meets a full memory.
+        # The locals are dropped (the traceback's text needs none); frames still running are kept.
+        seen = set()
+        while isinstance(e, BaseException) and id(e) not in seen:
+            seen.add(id(e))
+            tb = e.__traceback__
+            while tb is not None:
+                frame = tb.tb_frame
+                try:
+                    frame.clear()
+                except RuntimeError:   # still running (the agent's own frame)
+                    pass
+                else:   # (3.11: clear() keeps the dict of locals a formatter read; reading it again empties it)
+                    frame.f_locals
+                tb = tb.tb_next
+            e = e.__context__ if e.__cause__ is None else e.__cause__
+
+    def released(result=None):
+        release(getattr(result, "error_in_exec", None))
+        release(getattr(result, "error_before_exec", None))
+
+    ip.events.register("post_run_cell", released)   # after every cell: a failed one's locals are freed
+
     def handle(req):
         extra = {}   # more of the answer: "peak" of a traced call
         try:
@@ -576,6 +602,7 @@ def __sg_install__(SG_SOCKET, SG_LOCKED):
                 raise ValueError("unknown op " + repr(op))
             return json_dumps({"ok": True, "r": r, **extra})
         except BaseException as e:  # the student's exception travels back as data
+            release(e)   # first: formatting needs memory that a bomb's locals may still hold
             tb = traceback.format_exception(type(e), e, e.__traceback__)
             return json_dumps({"ok": False, "etype": type(e).__name__, "evalue": str(e)[:4000],
                                "tb": "".join(tb[-6:])[-8000:]})
